@@ -1,0 +1,48 @@
+"""`create_app(settings)`: the FastAPI application. Models load once, in the lifespan."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from api.errors import install_error_handlers
+from api.limits import BodySizeLimit
+from api.routes import articles, health, search
+from core.service import NewsroomService
+from core.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+def create_app(settings: Settings, service: NewsroomService | None = None) -> FastAPI:
+    """Build the app. Pass `service` to share an already-loaded one (tests); otherwise it is
+    built from `settings` at startup and closed (index snapshot saved) at shutdown."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        owned = service is None
+        app.state.service = service or NewsroomService.from_settings(settings)
+        try:
+            yield
+        finally:
+            if owned:
+                app.state.service.close()
+
+    app = FastAPI(
+        title="Newsroom",
+        version="0.1.0",
+        description="Personalized news: semantic retrieval, ranking and grounded generation.",
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    if service is not None:
+        app.state.service = service
+    install_error_handlers(app)
+    app.add_middleware(BodySizeLimit, max_bytes=settings.limits.max_request_bytes)
+    app.include_router(health.router)
+    app.include_router(articles.router)
+    app.include_router(search.router)
+    return app

@@ -1,0 +1,80 @@
+"""The one place where domain errors become HTTP responses. Every error is JSON:
+`{"error": {"code", "message", "field"}}`."""
+
+from __future__ import annotations
+
+import logging
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from core.errors import InvalidInput, LimitExceeded, ModelUnavailable, NewsroomError, NotFound
+
+log = logging.getLogger(__name__)
+
+STATUS_OF: dict[type[NewsroomError], tuple[int, str]] = {
+    NotFound: (404, "not_found"),
+    InvalidInput: (422, "invalid_input"),
+    LimitExceeded: (413, "too_large"),
+    ModelUnavailable: (503, "model_unavailable"),
+}
+
+
+def error_response(
+    status: int, code: str, message: str, field: str | None = None, headers: dict | None = None
+) -> JSONResponse:
+    return JSONResponse(
+        {"error": {"code": code, "message": message, "field": field}},
+        status_code=status,
+        headers=headers,
+    )
+
+
+def _field_of(location: tuple) -> str:
+    # ("body", "articles", 3, "title") -> "articles[3].title"; ("query", "k") -> "k"
+    parts = [p for p in location if p not in ("body", "query", "path", "header")]
+    text = ""
+    for part in parts:
+        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
+    return text or "body"
+
+
+async def _validation(_request: Request, exc: RequestValidationError) -> JSONResponse:
+    first = exc.errors()[0]
+    field = _field_of(tuple(first.get("loc", ())))
+    message = f"{field}: {first.get('msg', 'invalid value')}"
+    if len(exc.errors()) > 1:
+        message += f" (and {len(exc.errors()) - 1} more problems)"
+    return error_response(422, "invalid_input", message, field)
+
+
+async def _domain(_request: Request, exc: NewsroomError) -> JSONResponse:
+    for cls in type(exc).__mro__:
+        if cls in STATUS_OF:
+            status, code = STATUS_OF[cls]
+            break
+    else:
+        status, code = 400, "bad_request"
+    headers = {"Retry-After": "5"} if status == 503 else None
+    return error_response(status, code, exc.message, exc.field, headers)
+
+
+async def _http(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
+    code = {404: "not_found", 405: "method_not_allowed", 413: "too_large"}.get(
+        exc.status_code, "http_error"
+    )
+    return error_response(exc.status_code, code, str(exc.detail), headers=exc.headers)
+
+
+async def _unexpected(_request: Request, exc: Exception) -> JSONResponse:
+    log.exception("unhandled error: %s", type(exc).__name__)
+    return error_response(500, "internal", "internal error; the server log has the details")
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    app.add_exception_handler(RequestValidationError, _validation)  # type: ignore[arg-type]
+    app.add_exception_handler(NewsroomError, _domain)  # type: ignore[arg-type]
+    app.add_exception_handler(StarletteHTTPException, _http)  # type: ignore[arg-type]
+    app.add_exception_handler(Exception, _unexpected)

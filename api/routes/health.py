@@ -1,0 +1,23 @@
+"""Liveness and what the service holds."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+from api.deps import ServiceDep
+from api.schemas import HealthOut
+
+router = APIRouter(tags=["health"])
+
+
+@router.get("/healthz", response_model=HealthOut)
+def healthz(service: ServiceDep) -> HealthOut:
+    h = service.health()
+    return HealthOut(
+        status="ok",
+        articles=h.articles,
+        index_size=h.index_size,
+        index_kind=h.index_kind,
+        model=h.model,
+        database=h.database,
+    )

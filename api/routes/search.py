@@ -1,0 +1,25 @@
+"""Semantic search."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated
+
+from fastapi import APIRouter, Query
+
+from api.deps import ServiceDep
+from api.schemas import ErrorOut, SearchOut, SearchResultOut
+
+router = APIRouter(prefix="/v1", tags=["search"])
+
+
+@router.get("/search", response_model=SearchOut, responses={422: {"model": ErrorOut}})
+def search(
+    service: ServiceDep,
+    q: Annotated[str, Query(min_length=1, max_length=1000, description="Query text.")],
+    k: Annotated[int, Query(ge=1, le=1000, description="Number of results.")] = 10,
+    category: Annotated[str | None, Query(max_length=64)] = None,
+    since: Annotated[datetime | None, Query(description="Only articles published since.")] = None,
+) -> SearchOut:
+    hits = service.search(q, k=k, category=category, since=since)
+    return SearchOut(results=[SearchResultOut.of(h) for h in hits])

@@ -1,0 +1,158 @@
+"""`newsroom` command line: offline jobs (ingest, index rebuild) and the server.
+
+Settings are read once here, at the edge, and passed down. Heavy modules are imported inside
+the commands so `newsroom --help` stays instant.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+from core.settings import Settings
+
+if TYPE_CHECKING:
+    from core.service import NewsroomService
+
+app = typer.Typer(help="Newsroom: personalized news service.", no_args_is_help=True)
+
+
+def _settings(ctx: typer.Context) -> Settings:
+    return ctx.obj
+
+
+@app.callback()
+def main(
+    ctx: typer.Context,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Debug logging.")] = False,
+) -> None:
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    for noisy in ("httpx", "sentence_transformers", "transformers", "faiss"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    ctx.obj = Settings()
+
+
+def _ingest(service: NewsroomService, path: Path, fmt: str, label: str | None = None) -> None:
+    from tqdm import tqdm
+
+    from core.datasets import read_articles
+    from core.domain import IngestReport
+
+    drafts = list(read_articles(path, fmt))
+    total = IngestReport()
+    started = time.perf_counter()
+    with tqdm(total=len(drafts), desc=label or f"ingest {path.name}", unit="art") as bar:
+        for report in service.ingest_stream(drafts):
+            total.merge(report)
+            bar.update(len(report.ids))
+            bar.set_postfix(new=len(total.created), embedded=total.embedded)
+    elapsed = time.perf_counter() - started
+    typer.echo(
+        f"{path}: {len(total.created)} created, {len(total.updated)} updated, "
+        f"{len(total.unchanged)} unchanged, {total.embedded} embedded in {elapsed:.1f}s"
+    )
+
+
+@app.command()
+def ingest(
+    ctx: typer.Context,
+    path: Annotated[Path, typer.Argument(exists=True, help="File or folder to read.")],
+    fmt: Annotated[
+        str, typer.Option("--format", "-f", help="bbc | mind | agnews | xsum | jsonl")
+    ] = "jsonl",
+) -> None:
+    """Ingest articles from a dataset; re-running skips what is unchanged."""
+    from core.datasets import ARTICLE_FORMATS
+    from core.service import NewsroomService
+
+    if fmt not in ARTICLE_FORMATS:
+        raise typer.BadParameter(
+            f"choose one of {', '.join(ARTICLE_FORMATS)}", param_hint="--format"
+        )
+    service = NewsroomService.from_settings(_settings(ctx), progress=True)
+    try:
+        _ingest(service, path, fmt)
+    finally:
+        service.close()
+
+
+@app.command("rebuild-index")
+def rebuild_index_command(ctx: typer.Context) -> None:
+    """Rebuild the vector index from the stored embeddings (no re-encoding)."""
+    from core.service import NewsroomService
+
+    settings = _settings(ctx)
+    settings.index_path.unlink(missing_ok=True)
+    service = NewsroomService.from_settings(settings, progress=True)
+    typer.echo(f"index: {len(service.index)} vectors ({service.index.kind})")
+    service.close()
+
+
+def _serve(settings: Settings, host: str, port: int, service: NewsroomService | None) -> None:
+    import uvicorn
+
+    from api.app import create_app
+
+    uvicorn.run(create_app(settings, service), host=host, port=port, log_level="info")
+
+
+@app.command()
+def serve(
+    ctx: typer.Context,
+    host: Annotated[str | None, typer.Option(help="Bind address (default from settings).")] = None,
+    port: Annotated[int | None, typer.Option(help="Port (default from settings).")] = None,
+) -> None:
+    """Serve the HTTP API (OpenAPI docs at /docs)."""
+    settings = _settings(ctx)
+    _serve(settings, host or settings.host, port or settings.port, None)
+
+
+@app.command()
+def demo(
+    ctx: typer.Context,
+    data: Annotated[Path, typer.Option(help="The shared data folder.")] = Path("../shared/data"),
+    host: Annotated[str | None, typer.Option()] = None,
+    port: Annotated[int | None, typer.Option()] = None,
+    serve_api: Annotated[bool, typer.Option("--serve/--no-serve")] = True,
+) -> None:
+    """Ingest the demo corpora (BBC, MIND) and serve the API."""
+    from core.service import NewsroomService
+
+    settings = _settings(ctx)
+    if not data.is_dir():
+        raise typer.BadParameter(f"{data} is not a folder", param_hint="--data")
+    service = NewsroomService.from_settings(settings, progress=True)
+    try:
+        for folder, fmt in (
+            ("bbc_news_summary", "bbc"),
+            ("mind_demo_news", "mind"),
+            ("mind_small_dev_impressions", "mind"),
+        ):
+            _ingest(service, data / folder, fmt, label=folder)
+        service.save_index()
+    except BaseException:
+        service.close()
+        raise
+    host = host or settings.host
+    port = port or settings.port
+    base = f"http://{host}:{port}"
+    typer.echo(
+        f"\nNewsroom is ready with {len(service.index)} articles.\n"
+        f"  API docs : {base}/docs\n"
+        f"  health   : {base}/healthz\n"
+        f"  search   : {base}/v1/search?q=election+results&k=5\n"
+    )
+    if serve_api:
+        _serve(settings, host, port, service)
+    service.close()
+
+
+if __name__ == "__main__":
+    app()

@@ -1,0 +1,39 @@
+"""Domain errors. The API maps each class to one HTTP status in `api/errors.py`."""
+
+from __future__ import annotations
+
+
+class NewsroomError(Exception):
+    """Base class; `field` names the offending input when there is one."""
+
+    def __init__(self, message: str, *, field: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.field = field
+
+
+class NotFound(NewsroomError):
+    pass
+
+
+class ArticleNotFound(NotFound):
+    def __init__(self, article_id: str) -> None:
+        super().__init__(f"article {article_id!r} does not exist", field="id")
+        self.article_id = article_id
+
+
+class UnknownUser(NotFound):
+    def __init__(self, user_id: str) -> None:
+        super().__init__(f"user {user_id!r} has no events", field="user_id")
+
+
+class InvalidInput(NewsroomError):
+    """Input that is well-formed JSON but breaks a domain rule (422)."""
+
+
+class LimitExceeded(NewsroomError):
+    """Input over a configured size limit (413)."""
+
+
+class ModelUnavailable(NewsroomError):
+    """A model or artifact the request needs is not prepared (503)."""

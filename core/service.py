@@ -1,0 +1,218 @@
+"""`NewsroomService`: the one object the API and the CLI talk to. It composes the stages
+(retrieval now; ranking and generation plug in beside it) and owns their lifecycle."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+import numpy as np
+
+from core.domain import Article, ArticleDraft, IngestReport, SearchHit
+from core.errors import ArticleNotFound, InvalidInput, LimitExceeded
+from core.settings import Settings
+from core.storage import Storage
+from retrieval.embedder import Embedder
+from retrieval.index import ArticleIndex, IndexConfig
+from retrieval.ingest import ArticleIngestor, ArticleLimits
+from retrieval.sync import SyncReport, open_index
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(slots=True)
+class Health:
+    articles: int
+    index_size: int
+    index_kind: str
+    model: str
+    database: str
+
+
+class NewsroomService:
+    def __init__(
+        self,
+        storage: Storage,
+        embedder: Embedder,
+        index: ArticleIndex,
+        index_path: Path,
+        limits: ArticleLimits,
+        max_k: int = 100,
+        max_bulk: int = 1000,
+        autosave_changes: int = 20_000,
+    ) -> None:
+        self.storage = storage
+        self.embedder = embedder
+        self.index = index
+        self.index_path = index_path
+        self.max_k = max_k
+        self.max_bulk = max_bulk
+        self.ingestor = ArticleIngestor(storage, embedder, index, limits)
+        self._write_lock = threading.Lock()  # one writer: upserts of one id never race
+        self._unsaved_changes = 0
+        self._autosave_changes = autosave_changes
+        self.sync_report: SyncReport | None = None
+
+    @classmethod
+    def from_settings(cls, settings: Settings, progress: bool = False) -> NewsroomService:
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        storage = Storage(settings.resolved_database_url)
+        rc = settings.retrieval
+        embedder = Embedder(rc.model_path(), rc.batch_size, rc.lead_words, rc.query_cache_size)
+        index_config = IndexConfig(
+            hnsw_threshold=rc.hnsw_threshold,
+            hnsw_m=rc.hnsw_m,
+            hnsw_ef_construction=rc.hnsw_ef_construction,
+            hnsw_ef_search=rc.hnsw_ef_search,
+        )
+        started = time.perf_counter()
+        index, report = open_index(
+            storage, settings.index_path, embedder.name, embedder.dim, index_config, progress
+        )
+        log.info(
+            "index ready in %.2fs: %d vectors (%s), snapshot %s",
+            time.perf_counter() - started,
+            len(index),
+            index.kind,
+            "reconciled" if report.loaded_snapshot else "rebuilt",
+        )
+        limits = ArticleLimits(settings.limits.max_title_chars, settings.limits.max_body_chars)
+        service = cls(
+            storage,
+            embedder,
+            index,
+            settings.index_path,
+            limits,
+            max_k=settings.limits.max_k,
+            max_bulk=settings.limits.max_bulk_articles,
+        )
+        service.sync_report = report
+        if report.changed:
+            service.save_index()
+        return service
+
+    # --- lifecycle ------------------------------------------------------------------------
+    def save_index(self) -> None:
+        with self._write_lock:
+            self.index.save(self.index_path, self.embedder.name)
+            self._unsaved_changes = 0
+
+    def close(self) -> None:
+        if self._unsaved_changes:
+            self.save_index()
+        self.storage.close()
+
+    def _note_changes(self, count: int) -> None:
+        self._unsaved_changes += count
+        if self._unsaved_changes >= self._autosave_changes:
+            self.index.save(self.index_path, self.embedder.name)
+            self._unsaved_changes = 0
+
+    # --- articles -------------------------------------------------------------------------
+    def ingest(self, drafts: Iterable[ArticleDraft]) -> IngestReport:
+        drafts = list(drafts)
+        if len(drafts) > self.max_bulk:
+            raise LimitExceeded(
+                f"{len(drafts)} articles in one request; the limit is {self.max_bulk}: "
+                "split the batch",
+                field="articles",
+            )
+        with self._write_lock:
+            report = self.ingestor.ingest(drafts)
+            self._note_changes(report.embedded)
+        return report
+
+    def ingest_stream(
+        self, drafts: Iterable[ArticleDraft], batch_size: int = 256
+    ) -> Iterable[IngestReport]:
+        """Offline ingest of any number of drafts, one report per batch (for progress bars).
+        Drafts that break a limit are skipped with a warning instead of failing the run."""
+        from retrieval.ingest import chunked, normalise_draft
+
+        for batch in chunked(drafts, batch_size):
+            valid = []
+            for draft in batch:
+                try:
+                    normalise_draft(draft, self.ingestor.limits)
+                    valid.append(draft)
+                except InvalidInput as exc:
+                    log.warning("skipped article %s: %s", draft.id, exc.message)
+            with self._write_lock:
+                report = self.ingestor.ingest(valid)
+                self._note_changes(report.embedded)
+            yield report
+
+    def put_article(self, article_id: str, draft: ArticleDraft) -> tuple[Article, bool]:
+        """Create or replace the article `article_id`; returns (article, created)."""
+        draft.id = article_id
+        report = self.ingest([draft])
+        return self.storage.get_article(article_id), bool(report.created)
+
+    def get_article(self, article_id: str) -> Article:
+        return self.storage.get_article(article_id)
+
+    def delete_article(self, article_id: str) -> None:
+        with self._write_lock:
+            key = self.storage.delete_article(article_id)
+            self.index.remove(np.array([key], dtype=np.int64))
+            self._note_changes(1)
+
+    # --- retrieval ------------------------------------------------------------------------
+    def _check_k(self, k: int) -> None:
+        if not 1 <= k <= self.max_k:
+            raise InvalidInput(f"k must be between 1 and {self.max_k}", field="k")
+
+    def search(
+        self,
+        query: str,
+        k: int = 10,
+        category: str | None = None,
+        since: datetime | None = None,
+    ) -> list[SearchHit]:
+        self._check_k(k)
+        query = query.strip()
+        if not query:
+            raise InvalidInput("q must contain text", field="q")
+        vector = self.embedder.encode_query(query)
+        allowed = None
+        if category is not None or since is not None:
+            allowed = self.storage.keys_matching(category.lower() if category else None, since)
+        return self._hits(vector, k, allowed=allowed)
+
+    def related(self, article_id: str, k: int = 10) -> list[SearchHit]:
+        self._check_k(k)
+        key, vector = self.storage.embedding_of(article_id)
+        return self._hits(vector, k, exclude=np.array([key], dtype=np.int64))
+
+    def _hits(
+        self,
+        vector: np.ndarray,
+        k: int,
+        allowed: np.ndarray | None = None,
+        exclude: np.ndarray | None = None,
+    ) -> list[SearchHit]:
+        scores, keys = self.index.search(vector[None, :], k, allowed, exclude)
+        found = [
+            (int(key), float(s)) for key, s in zip(keys[0], scores[0], strict=True) if key >= 0
+        ]
+        articles = self.storage.articles_by_keys([key for key, _ in found])
+        # A key can vanish between search and fetch (concurrent delete): skip it.
+        return [SearchHit(articles[key], score) for key, score in found if key in articles]
+
+    def health(self) -> Health:
+        return Health(
+            articles=self.storage.count_articles(),
+            index_size=len(self.index),
+            index_kind=self.index.kind,
+            model=self.embedder.name,
+            database=self.storage.engine.dialect.name,
+        )
+
+    def require_article(self, article_id: str) -> None:
+        if not self.storage.existing([article_id]):
+            raise ArticleNotFound(article_id)

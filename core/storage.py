@@ -1,0 +1,288 @@
+"""Relational storage (SQLAlchemy 2): SQLite (WAL) by default, PostgreSQL through the URL.
+
+The database is the source of truth. Embeddings are stored beside each article so that the vector
+index can always be rebuilt without re-encoding. Only portable SQL is used (no dialect upserts).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+import numpy as np
+from sqlalchemy import (
+    DateTime,
+    Integer,
+    LargeBinary,
+    String,
+    Text,
+    create_engine,
+    delete,
+    event,
+    func,
+    select,
+    update,
+)
+from sqlalchemy.engine import Engine
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from core.domain import Article, ArticleDraft, as_utc, utcnow
+from core.errors import ArticleNotFound
+
+log = logging.getLogger(__name__)
+
+_IN_CHUNK = 500  # ids per IN (...) clause: stays far below SQLite's variable limit
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class ArticleRow(Base):
+    __tablename__ = "articles"
+
+    key: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    id: Mapped[str] = mapped_column(String(128), unique=True, index=True)
+    title: Mapped[str] = mapped_column(Text)
+    body: Mapped[str] = mapped_column(Text, default="")
+    category: Mapped[str | None] = mapped_column(String(64), index=True, nullable=True)
+    url: Mapped[str | None] = mapped_column(Text, nullable=True)
+    language: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    published_at: Mapped[datetime | None] = mapped_column(
+        DateTime(timezone=True), index=True, nullable=True
+    )
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    content_hash: Mapped[str] = mapped_column(String(32))
+    embedding: Mapped[bytes] = mapped_column(LargeBinary)
+    embedding_model: Mapped[str] = mapped_column(String(256))
+
+
+@dataclass(slots=True, frozen=True)
+class StoredState:
+    """What the index must agree with: per live article, its key and content hash."""
+
+    key: int
+    id: str
+    content_hash: str
+    embedding_model: str
+
+
+@dataclass(slots=True)
+class ArticleWrite:
+    draft: ArticleDraft
+    article_id: str
+    content_hash: str
+    vector: np.ndarray | None  # None: content unchanged, keep the stored embedding
+    key: int | None = None  # None: a new article
+
+
+def _row_to_article(row: ArticleRow) -> Article:
+    return Article(
+        id=row.id,
+        key=row.key,
+        title=row.title,
+        body=row.body,
+        category=row.category,
+        url=row.url,
+        language=row.language,
+        published_at=as_utc(row.published_at),
+        created_at=as_utc(row.created_at) or utcnow(),
+        updated_at=as_utc(row.updated_at) or utcnow(),
+        content_hash=row.content_hash,
+    )
+
+
+def _chunks(items: Sequence, size: int = _IN_CHUNK) -> Iterator[Sequence]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def make_engine(url: str) -> Engine:
+    if url.startswith("sqlite"):
+        path = url.removeprefix("sqlite:///")
+        if path and path != ":memory:":
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
+
+        @event.listens_for(engine, "connect")
+        def _sqlite_pragmas(dbapi_connection, _record) -> None:  # type: ignore[no-untyped-def]
+            cursor = dbapi_connection.cursor()
+            # WAL: readers never block the writer; NORMAL sync survives a killed process.
+            cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute("PRAGMA synchronous=NORMAL")
+            cursor.execute("PRAGMA foreign_keys=ON")
+            cursor.close()
+
+        return engine
+    return create_engine(url, pool_pre_ping=True, pool_size=8, max_overflow=8)
+
+
+class Storage:
+    """Articles (and, with later stages, events) behind a small typed interface."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.engine = make_engine(url)
+        Base.metadata.create_all(self.engine)
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    # --- articles -------------------------------------------------------------------------
+    def existing(self, article_ids: Sequence[str]) -> dict[str, StoredState]:
+        found: dict[str, StoredState] = {}
+        with self.engine.connect() as conn:
+            for chunk in _chunks(list(article_ids)):
+                rows = conn.execute(
+                    select(
+                        ArticleRow.key,
+                        ArticleRow.id,
+                        ArticleRow.content_hash,
+                        ArticleRow.embedding_model,
+                    ).where(ArticleRow.id.in_(chunk))
+                )
+                for key, aid, chash, model in rows:
+                    found[aid] = StoredState(key, aid, chash, model)
+        return found
+
+    def write_articles(self, writes: Sequence[ArticleWrite], model_name: str) -> list[int]:
+        """Insert or update in one transaction; returns the keys in the order of `writes`."""
+        now = utcnow()
+        keys: list[int] = []
+        with self.engine.begin() as conn:
+            for write in writes:
+                draft = write.draft
+                values = {
+                    "title": draft.title,
+                    "body": draft.body,
+                    "category": draft.category,
+                    "url": draft.url,
+                    "language": draft.language,
+                    "published_at": as_utc(draft.published_at),
+                    "updated_at": now,
+                    "content_hash": write.content_hash,
+                }
+                if write.vector is not None:
+                    values["embedding"] = np.ascontiguousarray(write.vector, np.float32).tobytes()
+                    values["embedding_model"] = model_name
+                if write.key is None:
+                    if write.vector is None:
+                        raise ValueError(f"new article {write.article_id!r} needs an embedding")
+                    result = conn.execute(
+                        ArticleRow.__table__.insert().values(
+                            id=write.article_id, created_at=now, **values
+                        )
+                    )
+                    keys.append(int(result.inserted_primary_key[0]))
+                else:
+                    conn.execute(
+                        update(ArticleRow).where(ArticleRow.key == write.key).values(**values)
+                    )
+                    keys.append(write.key)
+        return keys
+
+    def get_article(self, article_id: str) -> Article:
+        with self.engine.connect() as conn:
+            row = conn.execute(select(ArticleRow).where(ArticleRow.id == article_id)).first()
+        if row is None:
+            raise ArticleNotFound(article_id)
+        return _row_to_article(row)  # type: ignore[arg-type]
+
+    def articles_by_keys(self, keys: Iterable[int]) -> dict[int, Article]:
+        found: dict[int, Article] = {}
+        with self.engine.connect() as conn:
+            for chunk in _chunks(list(keys)):
+                for row in conn.execute(select(ArticleRow).where(ArticleRow.key.in_(chunk))):
+                    found[row.key] = _row_to_article(row)  # type: ignore[arg-type]
+        return found
+
+    def articles_by_ids(self, article_ids: Iterable[str]) -> dict[str, Article]:
+        found: dict[str, Article] = {}
+        with self.engine.connect() as conn:
+            for chunk in _chunks(list(article_ids)):
+                for row in conn.execute(select(ArticleRow).where(ArticleRow.id.in_(chunk))):
+                    found[row.id] = _row_to_article(row)  # type: ignore[arg-type]
+        return found
+
+    def embedding_of(self, article_id: str) -> tuple[int, np.ndarray]:
+        with self.engine.connect() as conn:
+            row = conn.execute(
+                select(ArticleRow.key, ArticleRow.embedding).where(ArticleRow.id == article_id)
+            ).first()
+        if row is None:
+            raise ArticleNotFound(article_id)
+        return int(row[0]), np.frombuffer(row[1], dtype=np.float32)
+
+    def delete_article(self, article_id: str) -> int:
+        with self.engine.begin() as conn:
+            key = conn.execute(
+                select(ArticleRow.key).where(ArticleRow.id == article_id)
+            ).scalar_one_or_none()
+            if key is None:
+                raise ArticleNotFound(article_id)
+            conn.execute(delete(ArticleRow).where(ArticleRow.key == key))
+        return int(key)
+
+    def count_articles(self) -> int:
+        with self.engine.connect() as conn:
+            return int(conn.execute(select(func.count()).select_from(ArticleRow)).scalar_one())
+
+    def stored_states(self) -> list[StoredState]:
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                select(
+                    ArticleRow.key,
+                    ArticleRow.id,
+                    ArticleRow.content_hash,
+                    ArticleRow.embedding_model,
+                ).order_by(ArticleRow.key)
+            )
+            return [StoredState(int(k), i, h, m) for k, i, h, m in rows]
+
+    def embeddings(
+        self, keys: Sequence[int] | None = None, batch: int = 5000
+    ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """Yield (keys (n,), vectors (n, d) float32) in key order, all articles or `keys`."""
+        with self.engine.connect() as conn:
+            if keys is None:
+                result = conn.execution_options(yield_per=batch).execute(
+                    select(ArticleRow.key, ArticleRow.embedding).order_by(ArticleRow.key)
+                )
+                for part in result.partitions(batch):
+                    yield _stack(part)
+                return
+            for chunk in _chunks(sorted(keys)):
+                part = conn.execute(
+                    select(ArticleRow.key, ArticleRow.embedding).where(ArticleRow.key.in_(chunk))
+                ).all()
+                if part:
+                    yield _stack(part)
+
+    def keys_matching(
+        self, category: str | None = None, since: datetime | None = None
+    ) -> np.ndarray:
+        """Keys of articles passing the filters (for filtered vector search)."""
+        query = select(ArticleRow.key)
+        if category is not None:
+            query = query.where(ArticleRow.category == category)
+        if since is not None:
+            query = query.where(ArticleRow.published_at >= as_utc(since))
+        with self.engine.connect() as conn:
+            return np.fromiter((k for (k,) in conn.execute(query)), dtype=np.int64)
+
+    def categories(self) -> dict[str, int]:
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                select(ArticleRow.category, func.count()).group_by(ArticleRow.category)
+            )
+            return {c: int(n) for c, n in rows if c is not None}
+
+
+def _stack(rows: Sequence) -> tuple[np.ndarray, np.ndarray]:
+    keys = np.fromiter((int(r[0]) for r in rows), dtype=np.int64, count=len(rows))
+    vectors = np.stack([np.frombuffer(r[1], dtype=np.float32) for r in rows])
+    return keys, vectors

@@ -1,0 +1,340 @@
+"""FAISS vector index over article keys, with update/remove, filters and atomic snapshots.
+
+Positions inside FAISS are append-only; `_keys[position]` maps back to the article key (-1 marks
+a tombstone left by an update or removal). Removing from HNSW is impossible in FAISS, so both
+kinds use tombstones plus compaction, which keeps one code path for flat and HNSW.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import os
+import threading
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Literal
+
+import faiss
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+IndexKind = Literal["flat", "hnsw"]
+SNAPSHOT_FORMAT = 1
+
+
+@dataclass(slots=True)
+class IndexConfig:
+    hnsw_threshold: int = 20_000
+    hnsw_m: int = 32
+    hnsw_ef_construction: int = 80
+    hnsw_ef_search: int = 96
+    compact_ratio: float = 0.2  # compact when tombstones exceed this share of positions
+
+
+class SnapshotError(Exception):
+    """The snapshot file is missing, unreadable or made for another model/dimension."""
+
+
+def check_vectors(vectors: np.ndarray, dim: int) -> np.ndarray:
+    """Validate (n, dim) float vectors at the FAISS boundary; returns contiguous float32."""
+    if not isinstance(vectors, np.ndarray):
+        raise TypeError(f"vectors must be a numpy array, got {type(vectors).__name__}")
+    if vectors.ndim != 2 or vectors.shape[1] != dim:
+        raise ValueError(f"vectors must have shape (n, {dim}), got {vectors.shape}")
+    if not np.issubdtype(vectors.dtype, np.floating):
+        raise TypeError(f"vectors must be floating point, got {vectors.dtype}")
+    vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+    if not np.isfinite(vectors).all():
+        raise ValueError("vectors contain NaN or infinity")
+    return vectors
+
+
+class ArticleIndex:
+    """Inner-product search over L2-normalised vectors (= cosine similarity)."""
+
+    def __init__(self, dim: int, config: IndexConfig | None = None, kind: IndexKind = "flat"):
+        self.dim = dim
+        self.config = config or IndexConfig()
+        self.kind: IndexKind = kind
+        self._index = self._new_faiss(kind)
+        self._keys = np.empty(0, dtype=np.int64)
+        self._hashes: list[str] = []
+        self._position: dict[int, int] = {}
+        self._tombstones = 0
+        self._lock = threading.Lock()
+        self._not_dead: faiss.IDSelector | None = None  # cached selector excluding tombstones
+        self._selector_refs: list = []
+
+    # --- construction ---------------------------------------------------------------------
+    def _new_faiss(self, kind: IndexKind) -> faiss.Index:
+        if kind == "flat":
+            return faiss.IndexFlatIP(self.dim)
+        index = faiss.IndexHNSWFlat(self.dim, self.config.hnsw_m, faiss.METRIC_INNER_PRODUCT)
+        index.hnsw.efConstruction = self.config.hnsw_ef_construction
+        index.hnsw.efSearch = self.config.hnsw_ef_search
+        return index
+
+    def kind_for(self, n_live: int) -> IndexKind:
+        return "hnsw" if n_live > self.config.hnsw_threshold else "flat"
+
+    @classmethod
+    def build(
+        cls,
+        keys: np.ndarray,
+        vectors: np.ndarray,
+        hashes: list[str],
+        dim: int,
+        config: IndexConfig | None = None,
+        kind: IndexKind | None = None,
+    ) -> ArticleIndex:
+        config = config or IndexConfig()
+        index = cls(dim, config, kind or ("hnsw" if len(keys) > config.hnsw_threshold else "flat"))
+        index.add(keys, vectors, hashes)
+        return index
+
+    # --- mutation -------------------------------------------------------------------------
+    def add(self, keys: np.ndarray, vectors: np.ndarray, hashes: list[str]) -> None:
+        """Add or replace the vectors of `keys` (an existing key is updated in place)."""
+        keys = np.asarray(keys, dtype=np.int64)
+        vectors = check_vectors(vectors, self.dim)
+        if len(keys) != len(vectors) or len(hashes) != len(keys):
+            raise ValueError("keys, vectors and hashes must have the same length")
+        if len(np.unique(keys)) != len(keys):
+            raise ValueError("duplicate keys in one add")
+        with self._lock:
+            self._tombstone(keys)
+            start = int(self._index.ntotal)
+            self._index.add(vectors)
+            self._keys = np.concatenate([self._keys, keys])
+            self._hashes.extend(hashes)
+            for offset, key in enumerate(keys.tolist()):
+                self._position[key] = start + offset
+            self._not_dead = None
+            self._maybe_compact()
+
+    def remove(self, keys: np.ndarray) -> int:
+        with self._lock:
+            removed = self._tombstone(np.asarray(keys, dtype=np.int64))
+            self._not_dead = None
+            self._maybe_compact()
+            return removed
+
+    def _tombstone(self, keys: np.ndarray) -> int:
+        removed = 0
+        for key in keys.tolist():
+            position = self._position.pop(key, None)
+            if position is not None:
+                self._keys[position] = -1
+                self._hashes[position] = ""
+                removed += 1
+        self._tombstones += removed
+        return removed
+
+    def _maybe_compact(self) -> None:
+        total = int(self._index.ntotal)
+        wrong_kind = self.kind_for(len(self._position)) != self.kind
+        # Switch kind only with hysteresis, so an index at the threshold does not flip-flop.
+        grow = self.kind == "flat" and len(self._position) > self.config.hnsw_threshold
+        shrink = self.kind == "hnsw" and len(self._position) < self.config.hnsw_threshold // 2
+        if (total and self._tombstones / total > self.config.compact_ratio) or (
+            wrong_kind and (grow or shrink)
+        ):
+            self._compact()
+
+    def _compact(self) -> None:
+        live = np.flatnonzero(self._keys >= 0)
+        vectors = self._vectors_at(live)
+        kind = self.kind_for(len(live))
+        log.info(
+            "compacting index: %d live of %d positions -> %s", len(live), len(self._keys), kind
+        )
+        self._index = self._new_faiss(kind)
+        self.kind = kind
+        if len(live):
+            self._index.add(vectors)
+        self._keys = self._keys[live]
+        self._hashes = [self._hashes[p] for p in live.tolist()]
+        self._position = {k: p for p, k in enumerate(self._keys.tolist())}
+        self._tombstones = 0
+        self._not_dead = None
+
+    def _storage(self) -> faiss.IndexFlat:
+        return self._index if self.kind == "flat" else faiss.downcast_index(self._index.storage)
+
+    def _vectors_at(self, positions: np.ndarray) -> np.ndarray:
+        """(len(positions), d) copy of stored vectors, read without reconstructing one by one."""
+        total = int(self._index.ntotal)
+        if total == 0 or len(positions) == 0:
+            return np.empty((0, self.dim), dtype=np.float32)
+        storage = self._storage()
+        flat = faiss.rev_swig_ptr(storage.get_xb(), total * self.dim)
+        return np.asarray(flat).reshape(total, self.dim)[positions].copy()
+
+    # --- queries --------------------------------------------------------------------------
+    def __len__(self) -> int:
+        return len(self._position)
+
+    def __contains__(self, key: int) -> bool:
+        return key in self._position
+
+    def vector(self, key: int) -> np.ndarray:
+        with self._lock:
+            position = self._position.get(key)
+            if position is None:
+                raise KeyError(key)
+            return self._vectors_at(np.array([position]))[0]
+
+    def search(
+        self,
+        queries: np.ndarray,
+        k: int,
+        allowed_keys: np.ndarray | None = None,
+        exclude_keys: np.ndarray | None = None,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Top-k by inner product. Returns (scores (q, k) float32, keys (q, k) int64); slots
+        without a result hold score -inf and key -1. `allowed_keys` restricts the search to
+        those articles (filters); `exclude_keys` removes some (e.g. the query article)."""
+        queries = check_vectors(queries, self.dim)
+        if k < 1:
+            raise ValueError("k must be >= 1")
+        with self._lock:
+            positions = None
+            if allowed_keys is not None or exclude_keys is not None:
+                positions = self._live_positions(allowed_keys, exclude_keys)
+            if positions is not None and (
+                self.kind == "flat" or len(positions) < 0.3 * len(self._position)
+            ):
+                # Narrow filter: exact search over the allowed rows. (HNSW graph search with a
+                # restrictive selector can return nothing; the subset is small anyway.)
+                return self._exact_subset(queries, k, positions)
+            selector = self._selector(positions)
+            fetch = min(k, int(self._index.ntotal)) or 1
+            params = self._params(selector, fetch)
+            scores, found = self._index.search(queries, fetch, params=params)
+            keys = np.where(found >= 0, self._keys[np.maximum(found, 0)], -1)
+            scores = np.where(keys >= 0, scores, -np.inf).astype(np.float32)
+            return _pad(scores, keys, k)
+
+    def _live_positions(
+        self, allowed_keys: np.ndarray | None, exclude_keys: np.ndarray | None
+    ) -> np.ndarray:
+        if allowed_keys is None:
+            positions = np.flatnonzero(self._keys >= 0)
+        else:
+            found = [self._position.get(k) for k in np.asarray(allowed_keys).tolist()]
+            positions = np.array([p for p in found if p is not None], dtype=np.int64)
+        if exclude_keys is not None and len(exclude_keys):
+            drop = {self._position.get(k) for k in np.asarray(exclude_keys).tolist()}
+            positions = np.array([p for p in positions.tolist() if p not in drop], dtype=np.int64)
+        return positions
+
+    def _exact_subset(
+        self, queries: np.ndarray, k: int, positions: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        if len(positions) == 0:
+            return _pad(np.empty((len(queries), 0), np.float32), np.empty((len(queries), 0)), k)
+        scores = queries @ self._vectors_at(positions).T  # (q, m)
+        top = min(k, len(positions))
+        part = np.argpartition(-scores, top - 1, axis=1)[:, :top]
+        part_scores = np.take_along_axis(scores, part, axis=1)
+        order = np.argsort(-part_scores, axis=1, kind="stable")
+        best = np.take_along_axis(part, order, axis=1)
+        keys = self._keys[positions[best]]
+        return _pad(np.take_along_axis(scores, best, axis=1).astype(np.float32), keys, k)
+
+    def _selector(self, positions: np.ndarray | None) -> faiss.IDSelector | None:
+        if positions is not None:
+            selector = faiss.IDSelectorBatch(positions.astype(np.int64))
+            self._selector_refs = [selector]
+            return selector
+        if self._tombstones == 0:
+            return None
+        if self._not_dead is None:
+            dead = faiss.IDSelectorBatch(np.flatnonzero(self._keys < 0).astype(np.int64))
+            self._not_dead = faiss.IDSelectorNot(dead)
+            self._dead_ref = dead  # the Not selector does not own its child
+        return self._not_dead
+
+    def _params(self, selector: faiss.IDSelector | None, k: int) -> faiss.SearchParameters | None:
+        if self.kind == "hnsw":
+            return faiss.SearchParametersHNSW(
+                sel=selector, efSearch=max(self.config.hnsw_ef_search, k)
+            )
+        return faiss.SearchParameters(sel=selector) if selector is not None else None
+
+    # --- consistency and persistence ------------------------------------------------------
+    def state(self) -> dict[int, str]:
+        """key -> content hash of every live entry (compared with the database on start)."""
+        with self._lock:
+            return {k: self._hashes[p] for k, p in self._position.items()}
+
+    def save(self, path: Path, model_name: str) -> None:
+        """Atomic snapshot: one file written beside the target, fsynced, then renamed."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with self._lock:
+            live = np.flatnonzero(self._keys >= 0)
+            meta = {
+                "format": SNAPSHOT_FORMAT,
+                "dim": self.dim,
+                "kind": self.kind,
+                "model": model_name,
+                "config": asdict(self.config),
+            }
+            buffer = io.BytesIO()
+            np.savez(
+                buffer,
+                meta=np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8),
+                index=faiss.serialize_index(self._index),
+                keys=self._keys,
+                hashes=np.array(self._hashes, dtype="U32"),
+                live=live,
+            )
+        tmp = path.with_name(path.name + ".tmp")
+        with open(tmp, "wb") as handle:
+            handle.write(buffer.getbuffer())
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+
+    @classmethod
+    def load(cls, path: Path, model_name: str, config: IndexConfig | None = None) -> ArticleIndex:
+        path = Path(path)
+        if not path.exists():
+            raise SnapshotError(f"no snapshot at {path}")
+        try:
+            with np.load(path, allow_pickle=False) as data:
+                meta = json.loads(bytes(data["meta"]).decode())
+                raw_index = data["index"]
+                keys = data["keys"].astype(np.int64)
+                hashes = [str(h) for h in data["hashes"]]
+        except Exception as exc:  # a torn or foreign file: the caller rebuilds
+            raise SnapshotError(f"unreadable snapshot {path}: {exc}") from exc
+        if meta.get("format") != SNAPSHOT_FORMAT or meta.get("model") != model_name:
+            raise SnapshotError(f"snapshot {path} was made for another model or format")
+        index = cls(int(meta["dim"]), config, meta["kind"])
+        index._index = faiss.deserialize_index(raw_index)
+        if index.kind == "hnsw":
+            index._index.hnsw.efSearch = index.config.hnsw_ef_search
+        if int(index._index.ntotal) != len(keys) or len(hashes) != len(keys):
+            raise SnapshotError(f"snapshot {path} is inconsistent")
+        index._keys = keys
+        index._hashes = hashes
+        index._position = {k: p for p, k in enumerate(keys.tolist()) if k >= 0}
+        index._tombstones = int((keys < 0).sum())
+        return index
+
+
+def _pad(scores: np.ndarray, keys: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    keys = np.asarray(keys, dtype=np.int64)
+    have = scores.shape[1]
+    if have >= k:
+        return scores[:, :k], keys[:, :k]
+    fill = k - have
+    return (
+        np.hstack([scores, np.full((len(scores), fill), -np.inf, np.float32)]),
+        np.hstack([keys, np.full((len(keys), fill), -1, np.int64)]),
+    )
