@@ -59,11 +59,15 @@ class NewsroomService:
         self.sync_report: SyncReport | None = None
 
     @classmethod
-    def from_settings(cls, settings: Settings, progress: bool = False) -> NewsroomService:
+    def from_settings(
+        cls, settings: Settings, progress: bool = False, embedder: Embedder | None = None
+    ) -> NewsroomService:
+        """Open storage, load the embedder (unless one is shared in) and the index."""
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         storage = Storage(settings.resolved_database_url)
         rc = settings.retrieval
-        embedder = Embedder(rc.model_path(), rc.batch_size, rc.lead_words, rc.query_cache_size)
+        if embedder is None:
+            embedder = Embedder(rc.model_path(), rc.batch_size, rc.lead_words, rc.query_cache_size)
         index_config = IndexConfig(
             hnsw_threshold=rc.hnsw_threshold,
             hnsw_m=rc.hnsw_m,

@@ -201,6 +201,8 @@ class ArticleIndex:
         if k < 1:
             raise ValueError("k must be >= 1")
         with self._lock:
+            if not self._position:
+                return _pad(np.empty((len(queries), 0), np.float32), np.empty((len(queries), 0)), k)
             positions = None
             if allowed_keys is not None or exclude_keys is not None:
                 positions = self._live_positions(allowed_keys, exclude_keys)
