@@ -10,7 +10,7 @@ from fastapi import FastAPI
 
 from api.errors import install_error_handlers
 from api.limits import BodySizeLimit
-from api.routes import articles, health, search
+from api.routes import articles, feed, health, search
 from core.service import NewsroomService
 from core.settings import Settings
 
@@ -45,4 +45,5 @@ def create_app(settings: Settings, service: NewsroomService | None = None) -> Fa
     app.include_router(health.router)
     app.include_router(articles.router)
     app.include_router(search.router)
+    app.include_router(feed.router)
     return app

@@ -10,6 +10,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from api.schemas import UNION_TAGS
 from core.errors import InvalidInput, LimitExceeded, ModelUnavailable, NewsroomError, NotFound
 
 log = logging.getLogger(__name__)
@@ -34,7 +35,7 @@ def error_response(
 
 def _field_of(location: tuple) -> str:
     # ("body", "articles", 3, "title") -> "articles[3].title"; ("query", "k") -> "k"
-    parts = [p for p in location if p not in ("body", "query", "path", "header")]
+    parts = [p for p in location if p not in ("body", "query", "path", "header", *UNION_TAGS)]
     text = ""
     for part in parts:
         text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag
 
-from core.domain import Article, ArticleDraft, SearchHit
+from core.domain import Article, ArticleDraft, EventDraft, SearchHit
 
 ARTICLE_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:\-]{0,127}$"
+USER_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:@\-]{0,127}$"
+EventType = Literal["impression", "click", "dwell", "like", "share", "dismiss"]
 
 
 class ArticleIn(BaseModel):
@@ -99,6 +102,8 @@ class HealthOut(BaseModel):
     index_kind: str
     model: str
     database: str
+    ranker: str | None = Field(description="Loaded ranking head, or null (feed unavailable).")
+    events: int
 
 
 class ErrorBody(BaseModel):
@@ -109,3 +114,112 @@ class ErrorBody(BaseModel):
 
 class ErrorOut(BaseModel):
     error: ErrorBody
+
+
+# --- events, feed, rank -------------------------------------------------------------------------
+class EventIn(BaseModel):
+    event_id: str | None = Field(
+        None,
+        pattern=r"^[A-Za-z0-9._:\-]{1,64}$",
+        description="Your id for the event; a repeated id is ignored (safe retries).",
+    )
+    user_id: str = Field(pattern=USER_ID_PATTERN)
+    article_id: str = Field(pattern=ARTICLE_ID_PATTERN)
+    type: EventType
+    dwell_ms: int | None = Field(None, ge=0, le=86_400_000)
+    ts: datetime | None = Field(None, description="When it happened; default: now.")
+
+    def to_draft(self) -> EventDraft:
+        return EventDraft(
+            user_id=self.user_id,
+            article_id=self.article_id,
+            type=self.type,
+            event_id=self.event_id,
+            dwell_ms=self.dwell_ms,
+            ts=self.ts,
+        )
+
+
+class EventBatchIn(BaseModel):
+    events: list[EventIn] = Field(min_length=1)
+
+
+def _event_shape(value: Any) -> str:
+    return "batch" if isinstance(value, dict) and "events" in value else "single"
+
+
+# One event or {"events": [...]}: a callable discriminator picks the shape first, so a bad
+# field is reported against that shape alone instead of against both union members.
+EventPayload = Annotated[
+    Annotated[EventIn, Tag("single")] | Annotated[EventBatchIn, Tag("batch")],
+    Discriminator(_event_shape),
+]
+UNION_TAGS = frozenset({"single", "batch"})
+
+
+class EventsOut(BaseModel):
+    accepted: int
+    duplicates: int = Field(description="Events whose event_id was already recorded.")
+
+
+class HistoryRefOut(BaseModel):
+    id: str
+    title: str
+    similarity: float
+
+
+class ExplanationOut(BaseModel):
+    text: str
+    because_you_read: HistoryRefOut | None
+    signals: list[str] = Field(
+        description="What raised the item: similar_to_history, popular, high_click_through, "
+        "read_by_similar_readers, favourite_category, fresh."
+    )
+    sources: list[str] = Field(description="Candidate sources: similar, fresh, popular, rank.")
+
+
+class RankedItemOut(BaseModel):
+    id: str
+    title: str
+    category: str | None
+    published_at: datetime | None
+    score: float
+    click_probability: float
+    explanation: ExplanationOut
+
+    @classmethod
+    def of(cls, item) -> RankedItemOut:  # item: ranking.recommend.RankedItem
+        e, x = item.entry, item.explanation
+        because = None
+        if x.because_you_read:
+            rid, title, sim = x.because_you_read
+            because = HistoryRefOut(id=rid, title=title, similarity=sim)
+        return cls(
+            id=e.id,
+            title=e.title,
+            category=e.category,
+            published_at=e.published_at,
+            score=round(item.score, 6),
+            click_probability=round(item.click_probability, 6),
+            explanation=ExplanationOut(
+                text=x.text, because_you_read=because, signals=x.signals, sources=x.sources
+            ),
+        )
+
+
+class FeedOut(BaseModel):
+    user_id: str
+    items: list[RankedItemOut]
+    cold_start: bool = Field(description="True when the user has no usable history yet.")
+    candidates: int = Field(description="Candidates scored before diversification.")
+
+
+class RankIn(BaseModel):
+    user_id: str = Field(pattern=USER_ID_PATTERN)
+    article_ids: list[str] = Field(min_length=1, max_length=1000)
+
+
+class RankOut(BaseModel):
+    user_id: str
+    items: list[RankedItemOut]
+    unknown_ids: list[str] = Field(description="Ids that are not in the catalog (skipped).")

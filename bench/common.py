@@ -16,6 +16,7 @@ import socket
 import subprocess
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -215,6 +216,52 @@ def process_memory_kib(pid: int) -> dict[str, int]:
             if key in ("VmRSS", "VmHWM"):
                 found[key] = int(value.split()[0])
     return found
+
+
+def _busy_jiffies() -> float:
+    """Busy CPU time of the whole box so far, in seconds (all CPUs, from /proc/stat)."""
+    with open("/proc/stat", encoding="ascii") as stat:
+        fields = [int(v) for v in stat.readline().split()[1:9]]
+    user, nice, system, _idle, _iowait, irq, softirq, steal = fields
+    return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
+
+
+def _own_cpu() -> float:
+    t = os.times()  # this process, plus children it has waited for (the server in figure 3)
+    return t.user + t.system + t.children_user + t.children_system
+
+
+def box_busy_share(sample_s: float = 2.0) -> float:
+    """Share of all CPUs busy right now, sampled over `sample_s` (0 = idle, 1 = saturated)."""
+    before = _busy_jiffies()
+    time.sleep(sample_s)
+    return (_busy_jiffies() - before) / (sample_s * (os.cpu_count() or 1))
+
+
+@dataclass(slots=True)
+class CpuContention:
+    """How much CPU *other* processes took while a benchmark ran: on a shared box this says
+    whether the figures are trustworthy (torch's and FAISS's OpenMP teams suffer most)."""
+
+    busy_at_start: float
+    own_at_start: float
+    wall_at_start: float
+
+    @classmethod
+    def start(cls) -> CpuContention:
+        return cls(_busy_jiffies(), _own_cpu(), time.perf_counter())
+
+    def stop(self) -> dict[str, float]:
+        wall = time.perf_counter() - self.wall_at_start
+        others = (_busy_jiffies() - self.busy_at_start) - (_own_cpu() - self.own_at_start)
+        share = max(others, 0.0) / (wall * (os.cpu_count() or 1))
+        if share > 0.1:
+            log.warning(
+                "other processes used %.0f%% of the CPU during this benchmark: the figures are "
+                "pessimistic; rerun on an idle machine",
+                100 * share,
+            )
+        return {"wall_s": wall, "others_cpu_s": max(others, 0.0), "others_share": share}
 
 
 def setup_logging() -> None:

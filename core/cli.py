@@ -95,6 +95,101 @@ def rebuild_index_command(ctx: typer.Context) -> None:
     service.close()
 
 
+def _replay(service: NewsroomService, data: Path) -> None:
+    """Replay MIND histories as events (both MIND layouts), skipping unknown articles."""
+    from tqdm import tqdm
+
+    from ranking.replay import mind_behavior_events, mind_impression_events
+
+    sources = (
+        ("mind_small_dev_impressions", mind_impression_events),
+        ("mind_small_train_sample", mind_behavior_events),
+    )
+    for folder, reader in sources:
+        if not (data / folder).is_dir():
+            continue
+        drafts = [d for d in reader(data / folder) if service.catalog.key_of(d.article_id)]
+        accepted = duplicates = 0
+        with tqdm(total=len(drafts), desc=f"replay {folder}", unit="ev") as bar:
+            for start in range(0, len(drafts), 2000):
+                report = service.record_events(drafts[start : start + 2000])
+                accepted += report.accepted
+                duplicates += report.duplicates
+                bar.update(min(2000, len(drafts) - start))
+        typer.echo(f"{folder}: {accepted} events recorded, {duplicates} already known")
+
+
+@app.command()
+def replay(
+    ctx: typer.Context,
+    data: Annotated[Path, typer.Option(help="The shared data folder.")] = Path("../shared/data"),
+) -> None:
+    """Replay the MIND reading histories as click/impression events (idempotent)."""
+    from core.service import NewsroomService
+
+    service = NewsroomService.from_settings(_settings(ctx), progress=True)
+    try:
+        _replay(service, data)
+    finally:
+        service.close()
+
+
+@app.command("train-ranker")
+def train_ranker(
+    ctx: typer.Context,
+    data: Annotated[Path, typer.Option(help="Folder with impressions.jsonl + news.tsv.")],
+    out: Annotated[Path | None, typer.Option(help="Where to write the head.")] = None,
+    epochs: Annotated[int, typer.Option(min=1)] = 40,
+    patience: Annotated[int, typer.Option(min=1, help="Epochs without val gain.")] = 6,
+    seed: int = 0,
+    no_attention: Annotated[bool, typer.Option(help="Ablation: drop the user encoder.")] = False,
+) -> None:
+    """Train the ranking head (early stopping on a validation split)."""
+    from ranking.train import TrainRankerConfig, main
+
+    settings = _settings(ctx)
+    config = TrainRankerConfig(
+        data=data,
+        out=out or settings.ranking.model_dir,
+        cache_dir=settings.data_dir / "cache",
+        epochs=epochs,
+        patience=patience,
+        seed=seed,
+        use_attention=not no_attention,
+    )
+    summary = main(config)["training"]
+    typer.echo(
+        f"saved to {config.out}: best validation AUC {summary['best_val_auc']:.4f} "
+        f"({summary['n_train']} train / {summary['n_val']} val / {summary['n_test']} held out)"
+    )
+
+
+@app.command("eval-ranker")
+def eval_ranker(
+    ctx: typer.Context,
+    data: Annotated[Path, typer.Option(help="Folder with impressions.jsonl + news.tsv.")],
+    json_out: Annotated[Path, typer.Option("--json", help="Where to write the JSON report.")],
+    model: Annotated[Path | None, typer.Option(help="Ranking head folder.")] = None,
+    train_data: Annotated[
+        Path | None, typer.Option(help="The head's training data (default: as recorded).")
+    ] = None,
+) -> None:
+    """Evaluate random / popularity / content_cosine / ranker on impressions the head never saw."""
+    from evaluation.ranker_eval import EvalRankerConfig, format_table, main
+
+    settings = _settings(ctx)
+    config = EvalRankerConfig(
+        data=data,
+        model=model or settings.ranking.model_dir,
+        json_out=json_out,
+        cache_dir=settings.data_dir / "cache",
+        train_data=train_data,
+    )
+    result = main(config)
+    typer.echo(format_table(result))
+    typer.echo(f"wrote {json_out} and {json_out.with_suffix('.png')}")
+
+
 def _serve(settings: Settings, host: str, port: int, service: NewsroomService | None) -> None:
     import uvicorn
 
@@ -137,6 +232,8 @@ def demo(
         ):
             _ingest(service, data / folder, fmt, label=folder)
         service.save_index()
+        if service.recommender is not None:
+            _replay(service, data)
     except BaseException:
         service.close()
         raise
@@ -148,6 +245,7 @@ def demo(
         f"  API docs : {base}/docs\n"
         f"  health   : {base}/healthz\n"
         f"  search   : {base}/v1/search?q=election+results&k=5\n"
+        f"  feed     : {base}/v1/users/mind-76954ab64be5/feed?k=10\n"
     )
     if serve_api:
         _serve(settings, host, port, service)

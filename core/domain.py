@@ -81,6 +81,31 @@ class SearchHit:
 
 
 @dataclass(slots=True)
+class Event:
+    """A reader's interaction with an article, resolved to the article's internal key."""
+
+    event_id: str
+    user_id: str
+    article_id: str
+    article_key: int
+    type: str  # impression | click | dwell | like | share | dismiss
+    ts: datetime
+    dwell_ms: int | None = None
+
+
+@dataclass(slots=True)
+class EventDraft:
+    """An event as a caller sends it."""
+
+    user_id: str
+    article_id: str
+    type: str
+    event_id: str | None = None
+    dwell_ms: int | None = None
+    ts: datetime | None = None
+
+
+@dataclass(slots=True)
 class IngestReport:
     created: list[str] = field(default_factory=list)
     updated: list[str] = field(default_factory=list)

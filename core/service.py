@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
@@ -13,10 +14,13 @@ from pathlib import Path
 
 import numpy as np
 
-from core.domain import Article, ArticleDraft, IngestReport, SearchHit
-from core.errors import ArticleNotFound, InvalidInput, LimitExceeded
+from core.domain import Article, ArticleDraft, Event, EventDraft, IngestReport, SearchHit, utcnow
+from core.errors import ArticleNotFound, InvalidInput, LimitExceeded, ModelUnavailable
 from core.settings import Settings
 from core.storage import Storage
+from ranking.profile import EVENT_TYPES
+from ranking.recommend import Feed, RankedItem, Recommender
+from retrieval.catalog import ArticleCatalog
 from retrieval.embedder import Embedder
 from retrieval.index import ArticleIndex, IndexConfig
 from retrieval.ingest import ArticleIngestor, ArticleLimits
@@ -26,12 +30,26 @@ log = logging.getLogger(__name__)
 
 
 @dataclass(slots=True)
+class EventReport:
+    accepted: int
+    duplicates: int
+
+
+@dataclass(slots=True)
+class RankResult:
+    items: list[RankedItem]
+    unknown: list[str]
+
+
+@dataclass(slots=True)
 class Health:
     articles: int
     index_size: int
     index_kind: str
     model: str
     database: str
+    ranker: str | None
+    events: int
 
 
 class NewsroomService:
@@ -42,8 +60,11 @@ class NewsroomService:
         index: ArticleIndex,
         index_path: Path,
         limits: ArticleLimits,
+        catalog: ArticleCatalog | None = None,
+        recommender_factory: RecommenderFactory | None = None,
         max_k: int = 100,
         max_bulk: int = 1000,
+        max_bulk_events: int = 5000,
         autosave_changes: int = 20_000,
     ) -> None:
         self.storage = storage
@@ -52,7 +73,15 @@ class NewsroomService:
         self.index_path = index_path
         self.max_k = max_k
         self.max_bulk = max_bulk
-        self.ingestor = ArticleIngestor(storage, embedder, index, limits)
+        self.max_bulk_events = max_bulk_events
+        if catalog is None:
+            catalog = ArticleCatalog()
+            catalog.upsert(storage.catalog_rows())
+        self.catalog = catalog
+        self.ingestor = ArticleIngestor(storage, embedder, index, catalog, limits)
+        self.recommender: Recommender | None = (
+            recommender_factory(self) if recommender_factory else None
+        )
         self._write_lock = threading.Lock()  # one writer: upserts of one id never race
         self._unsaved_changes = 0
         self._autosave_changes = autosave_changes
@@ -92,8 +121,10 @@ class NewsroomService:
             index,
             settings.index_path,
             limits,
+            recommender_factory=RecommenderFactory(settings),
             max_k=settings.limits.max_k,
             max_bulk=settings.limits.max_bulk_articles,
+            max_bulk_events=settings.limits.max_bulk_events,
         )
         service.sync_report = report
         if report.changed:
@@ -164,7 +195,95 @@ class NewsroomService:
         with self._write_lock:
             key = self.storage.delete_article(article_id)
             self.index.remove(np.array([key], dtype=np.int64))
+            self.catalog.remove(key)
             self._note_changes(1)
+
+    # --- events, feed, rank -----------------------------------------------------------------
+    def _require_recommender(self) -> Recommender:
+        if self.recommender is None:
+            raise ModelUnavailable(
+                "no ranking head is loaded: train one with `newsroom train-ranker` or set "
+                "NEWSROOM_RANKING__MODEL_DIR"
+            )
+        return self.recommender
+
+    def record_events(self, drafts: list[EventDraft]) -> EventReport:
+        """Store events (idempotent by event_id) and update profiles in the same transaction."""
+        recommender = self._require_recommender()
+        if len(drafts) > self.max_bulk_events:
+            raise LimitExceeded(
+                f"{len(drafts)} events in one request; the limit is {self.max_bulk_events}",
+                field="events",
+            )
+        now = utcnow()
+        events: list[Event] = []
+        for n, draft in enumerate(drafts):
+            where = f"events[{n}]." if len(drafts) > 1 else ""
+            if draft.type not in EVENT_TYPES:
+                raise InvalidInput(
+                    f"unknown event type {draft.type!r}; use one of {', '.join(EVENT_TYPES)}",
+                    field=f"{where}type",
+                )
+            key = self.catalog.key_of(draft.article_id)
+            if key is None:
+                raise InvalidInput(
+                    f"article {draft.article_id!r} does not exist; ingest it before sending "
+                    "events about it",
+                    field=f"{where}article_id",
+                )
+            ts = draft.ts or now
+            if ts.tzinfo is None:
+                ts = ts.replace(tzinfo=now.tzinfo)
+            if (ts - now).total_seconds() > 300:
+                raise InvalidInput("ts is in the future", field=f"{where}ts")
+            events.append(
+                Event(
+                    event_id=draft.event_id or uuid.uuid4().hex,
+                    user_id=draft.user_id,
+                    article_id=draft.article_id,
+                    article_key=key,
+                    type=draft.type,
+                    ts=ts,
+                    dwell_ms=draft.dwell_ms,
+                )
+            )
+        with self._write_lock:
+            known = self.storage.known_event_ids([e.event_id for e in events])
+            fresh: dict[str, Event] = {}
+            for event in events:
+                if event.event_id not in known:
+                    fresh.setdefault(event.event_id, event)
+            new = list(fresh.values())
+            profiles = recommender.apply_events(new)
+            try:
+                self.storage.record_events(
+                    new, [(p.user_id, p.vector_sum.tobytes(), p.state_json()) for p in profiles]
+                )
+            except Exception:
+                # The cached profiles already folded these events in: drop them so they are
+                # reloaded from the database, which did not take the events.
+                recommender.profiles.forget(p.user_id for p in profiles)
+                raise
+            recommender.commit_events(new, profiles)
+        return EventReport(accepted=len(new), duplicates=len(events) - len(new))
+
+    def feed(
+        self, user_id: str, k: int = 20, category: str | None = None, exclude_read: bool = True
+    ) -> Feed:
+        self._check_k(k)
+        return self._require_recommender().feed(
+            user_id, k, category.lower() if category else None, exclude_read
+        )
+
+    def rank(self, user_id: str, article_ids: list[str]) -> RankResult:
+        recommender = self._require_recommender()
+        keys, unknown = [], []
+        for article_id in dict.fromkeys(article_ids):
+            key = self.catalog.key_of(article_id)
+            (unknown.append(article_id) if key is None else keys.append(key))
+        if not keys:
+            raise InvalidInput("none of article_ids exists", field="article_ids")
+        return RankResult(recommender.rank(user_id, keys), unknown)
 
     # --- retrieval ------------------------------------------------------------------------
     def _check_k(self, k: int) -> None:
@@ -215,8 +334,54 @@ class NewsroomService:
             index_kind=self.index.kind,
             model=self.embedder.name,
             database=self.storage.engine.dialect.name,
+            ranker=self.recommender.head_name if self.recommender else None,
+            events=self.storage.count_events(),
         )
 
     def require_article(self, article_id: str) -> None:
         if not self.storage.existing([article_id]):
             raise ArticleNotFound(article_id)
+
+
+class RecommenderFactory:
+    """Builds the recommender once the service's index and catalog exist. A missing head is not
+    fatal: search and ingest still work, and feed routes answer 503 saying what to do."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+
+    def __call__(self, service: NewsroomService) -> Recommender | None:
+        import torch
+
+        from ranking.model import RankingHead
+        from ranking.profile import ProfileConfig
+        from ranking.recommend import FeedConfig, InteractionState, ProfileStore
+
+        rc = self.settings.ranking
+        if not (rc.model_dir / "config.json").exists():
+            log.warning("no ranking head at %s: feed and rank are unavailable", rc.model_dir)
+            return None
+        torch.set_num_threads(rc.torch_threads)
+        head = RankingHead.load(rc.model_dir)
+        if head.config.dim != service.embedder.dim:
+            raise ModelUnavailable(
+                f"ranking head at {rc.model_dir} expects {head.config.dim}-d embeddings but the "
+                f"embedder gives {service.embedder.dim}: retrain it with `newsroom train-ranker`"
+            )
+        started = time.perf_counter()
+        state = InteractionState.from_storage(service.storage)
+        log.info("interaction state rebuilt in %.2fs", time.perf_counter() - started)
+        return Recommender(
+            head,
+            service.index,
+            service.catalog,
+            ProfileStore(service.storage, service.embedder.dim),
+            state,
+            ProfileConfig(half_life_days=rc.profile_half_life_days),
+            FeedConfig(
+                freshness_half_life_hours=rc.freshness_half_life_hours,
+                mmr_lambda=rc.mmr_lambda,
+                category_cap=rc.category_cap,
+            ),
+            head_name=rc.model_dir.name,
+        )

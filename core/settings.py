@@ -48,12 +48,30 @@ class RetrievalConfig(BaseModel):
         return self.embedding_model or str(packaged_minilm_path())
 
 
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+class RankingConfig(BaseModel):
+    model_dir: Path = Field(
+        REPO_ROOT / "models" / "ranker",
+        description="Trained ranking head (config.json + model.safetensors).",
+    )
+    torch_threads: int = Field(
+        1, ge=1, description="Threads per scoring call: requests run in parallel instead."
+    )
+    profile_half_life_days: float = Field(14.0, gt=0, description="Interest decay.")
+    freshness_half_life_hours: float = Field(48.0, gt=0)
+    mmr_lambda: float = Field(0.75, ge=0, le=1, description="1 = relevance only.")
+    category_cap: float = Field(0.4, gt=0, le=1, description="Max share of one category.")
+
+
 class LimitsConfig(BaseModel):
     max_request_bytes: int = Field(8_000_000, ge=1024, description="Larger bodies get 413.")
     max_bulk_articles: int = Field(1000, ge=1, description="Articles per bulk request.")
     max_k: int = Field(100, ge=1, le=1000, description="Largest k for search/related/feed.")
     max_title_chars: int = Field(1000, ge=10)
     max_body_chars: int = Field(200_000, ge=100)
+    max_bulk_events: int = Field(5000, ge=1, description="Events per request.")
 
 
 class Settings(BaseSettings):
@@ -68,6 +86,7 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=1, le=65535)
     retrieval: RetrievalConfig = RetrievalConfig()
+    ranking: RankingConfig = RankingConfig()
     limits: LimitsConfig = LimitsConfig()
 
     @field_validator("database_url")

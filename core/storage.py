@@ -29,7 +29,7 @@ from sqlalchemy import (
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from core.domain import Article, ArticleDraft, as_utc, utcnow
+from core.domain import Article, ArticleDraft, Event, as_utc, utcnow
 from core.errors import ArticleNotFound
 
 log = logging.getLogger(__name__)
@@ -59,6 +59,27 @@ class ArticleRow(Base):
     content_hash: Mapped[str] = mapped_column(String(32))
     embedding: Mapped[bytes] = mapped_column(LargeBinary)
     embedding_model: Mapped[str] = mapped_column(String(256))
+
+
+class EventRow(Base):
+    __tablename__ = "events"
+
+    seq: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    event_id: Mapped[str] = mapped_column(String(64), unique=True)
+    user_id: Mapped[str] = mapped_column(String(128), index=True)
+    article_key: Mapped[int] = mapped_column(Integer, index=True)
+    type: Mapped[str] = mapped_column(String(16))
+    dwell_ms: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    ts: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
+
+
+class ProfileRow(Base):
+    __tablename__ = "profiles"
+
+    user_id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    vector: Mapped[bytes] = mapped_column(LargeBinary)
+    state: Mapped[str] = mapped_column(Text)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
 
 @dataclass(slots=True, frozen=True)
@@ -273,6 +294,94 @@ class Storage:
             query = query.where(ArticleRow.published_at >= as_utc(since))
         with self.engine.connect() as conn:
             return np.fromiter((k for (k,) in conn.execute(query)), dtype=np.int64)
+
+    def catalog_rows(self) -> Iterator[tuple[int, str, str, str | None, datetime | None]]:
+        """(key, id, title, category, published_at) of every article, bodies left out."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                select(
+                    ArticleRow.key,
+                    ArticleRow.id,
+                    ArticleRow.title,
+                    ArticleRow.category,
+                    ArticleRow.published_at,
+                ).order_by(ArticleRow.key)
+            )
+            for key, aid, title, category, published in rows:
+                yield int(key), aid, title, category, as_utc(published)
+
+    # --- events and profiles --------------------------------------------------------------
+    def known_event_ids(self, event_ids: Sequence[str]) -> set[str]:
+        found: set[str] = set()
+        with self.engine.connect() as conn:
+            for chunk in _chunks(list(event_ids)):
+                found.update(
+                    conn.execute(
+                        select(EventRow.event_id).where(EventRow.event_id.in_(chunk))
+                    ).scalars()
+                )
+        return found
+
+    def record_events(self, events: Sequence[Event], profiles: Sequence[tuple[str, bytes, str]]):
+        """Insert events and upsert the profiles they changed, in one transaction: a profile
+        never reflects an event that is not stored, nor misses one that is."""
+        now = utcnow()
+        with self.engine.begin() as conn:
+            if events:
+                conn.execute(
+                    EventRow.__table__.insert(),
+                    [
+                        {
+                            "event_id": e.event_id,
+                            "user_id": e.user_id,
+                            "article_key": e.article_key,
+                            "type": e.type,
+                            "dwell_ms": e.dwell_ms,
+                            "ts": as_utc(e.ts),
+                        }
+                        for e in events
+                    ],
+                )
+            users = [user for user, _, _ in profiles]
+            existing: set[str] = set()
+            for chunk in _chunks(users):
+                existing.update(
+                    conn.execute(
+                        select(ProfileRow.user_id).where(ProfileRow.user_id.in_(chunk))
+                    ).scalars()
+                )
+            for user, vector, state in profiles:
+                values = {"vector": vector, "state": state, "updated_at": now}
+                if user in existing:
+                    conn.execute(
+                        update(ProfileRow).where(ProfileRow.user_id == user).values(**values)
+                    )
+                else:
+                    conn.execute(ProfileRow.__table__.insert().values(user_id=user, **values))
+
+    def load_profile(self, user_id: str) -> tuple[bytes, str] | None:
+        with self.engine.connect() as conn:
+            row = conn.execute(
+                select(ProfileRow.vector, ProfileRow.state).where(ProfileRow.user_id == user_id)
+            ).first()
+        return (row[0], row[1]) if row else None
+
+    def iter_events(self, batch: int = 10_000) -> Iterator[tuple[str, int, str]]:
+        """(user_id, article_key, type) of every event in arrival order."""
+        with self.engine.connect() as conn:
+            result = conn.execution_options(yield_per=batch).execute(
+                select(EventRow.user_id, EventRow.article_key, EventRow.type).order_by(EventRow.seq)
+            )
+            for user, key, kind in result:
+                yield user, int(key), kind
+
+    def count_events(self) -> int:
+        with self.engine.connect() as conn:
+            return int(conn.execute(select(func.count()).select_from(EventRow)).scalar_one())
+
+    def count_profiles(self) -> int:
+        with self.engine.connect() as conn:
+            return int(conn.execute(select(func.count()).select_from(ProfileRow)).scalar_one())
 
     def categories(self) -> dict[str, int]:
         with self.engine.connect() as conn:

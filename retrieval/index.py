@@ -187,6 +187,13 @@ class ArticleIndex:
                 raise KeyError(key)
             return self._vectors_at(np.array([position]))[0]
 
+    def vectors(self, keys: list[int]) -> tuple[list[int], np.ndarray]:
+        """(the keys that are indexed, their vectors (n, d)) in the order given."""
+        with self._lock:
+            present = [k for k in keys if k in self._position]
+            positions = np.array([self._position[k] for k in present], dtype=np.int64)
+            return present, self._vectors_at(positions)
+
     def search(
         self,
         queries: np.ndarray,

@@ -11,6 +11,7 @@ import numpy as np
 from core.domain import ArticleDraft, IngestReport, clean_text
 from core.errors import InvalidInput
 from core.storage import ArticleWrite, Storage
+from retrieval.catalog import ArticleCatalog
 from retrieval.embedder import Embedder
 from retrieval.index import ArticleIndex
 
@@ -59,11 +60,13 @@ class ArticleIngestor:
         storage: Storage,
         embedder: Embedder,
         index: ArticleIndex,
+        catalog: ArticleCatalog,
         limits: ArticleLimits | None = None,
     ) -> None:
         self.storage = storage
         self.embedder = embedder
         self.index = index
+        self.catalog = catalog
         self.limits = limits or ArticleLimits()
 
     def ingest(self, drafts: Iterable[ArticleDraft]) -> IngestReport:
@@ -112,6 +115,10 @@ class ArticleIngestor:
                 vectors,
                 [writes[i].content_hash for i in to_embed],
             )
+        self.catalog.upsert(
+            (key, w.article_id, w.draft.title, w.draft.category, w.draft.published_at)
+            for key, w in zip(keys, writes, strict=True)
+        )
         for write in writes:
             if write.key is None:
                 report.created.append(write.article_id)

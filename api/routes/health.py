@@ -20,4 +20,6 @@ def healthz(service: ServiceDep) -> HealthOut:
         index_kind=h.index_kind,
         model=h.model,
         database=h.database,
+        ranker=h.ranker,
+        events=h.events,
     )

@@ -1,0 +1,61 @@
+"""Events in; personalized feed and CMS ranking out."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Path, Query
+
+from api.deps import ServiceDep
+from api.schemas import (
+    USER_ID_PATTERN,
+    ErrorOut,
+    EventBatchIn,
+    EventPayload,
+    EventsOut,
+    FeedOut,
+    RankedItemOut,
+    RankIn,
+    RankOut,
+)
+
+router = APIRouter(prefix="/v1", tags=["feed"])
+ERRORS = {413: {"model": ErrorOut}, 422: {"model": ErrorOut}, 503: {"model": ErrorOut}}
+UserId = Annotated[str, Path(pattern=USER_ID_PATTERN, description="The reader's id.")]
+
+
+@router.post("/events", response_model=EventsOut, responses=ERRORS)
+def record_events(payload: EventPayload, service: ServiceDep) -> EventsOut:
+    """One event, or `{"events": [...]}`. Idempotent by `event_id`."""
+    events = payload.events if isinstance(payload, EventBatchIn) else [payload]
+    report = service.record_events([e.to_draft() for e in events])
+    return EventsOut(accepted=report.accepted, duplicates=report.duplicates)
+
+
+@router.get("/users/{user_id}/feed", response_model=FeedOut, responses=ERRORS)
+def user_feed(
+    user_id: UserId,
+    service: ServiceDep,
+    k: Annotated[int, Query(ge=1, le=1000, description="Items in the feed.")] = 20,
+    category: Annotated[str | None, Query(max_length=64)] = None,
+    exclude_read: Annotated[bool, Query(description="Leave out articles already read.")] = True,
+) -> FeedOut:
+    """The reader's personalized feed; each item says why it is there."""
+    feed = service.feed(user_id, k=k, category=category, exclude_read=exclude_read)
+    return FeedOut(
+        user_id=user_id,
+        items=[RankedItemOut.of(i) for i in feed.items],
+        cold_start=feed.cold_start,
+        candidates=feed.candidates,
+    )
+
+
+@router.post("/rank", response_model=RankOut, responses=ERRORS)
+def rank(payload: RankIn, service: ServiceDep) -> RankOut:
+    """Rank the CMS's own candidates for a reader with the same head as the feed."""
+    result = service.rank(payload.user_id, payload.article_ids)
+    return RankOut(
+        user_id=payload.user_id,
+        items=[RankedItemOut.of(i) for i in result.items],
+        unknown_ids=result.unknown,
+    )

@@ -1,0 +1,750 @@
+"""Feed benchmark: `GET /v1/users/{user}/feed` under concurrent load against a real
+`newsroom serve`, plus the event ingest rate in-process and over HTTP.
+
+1. Data: 100k articles in a fresh data dir under `var/bench-feed/` (git-ignored), stored through
+   `Storage.write_articles` (vectors = perturbed AG News MiniLM embeddings, sigma 0.02,
+   re-normalised; nothing is re-encoded), with their AG News category and a `published_at`
+   spread over the last 7 days so freshness matters.
+2. Events in-process: `NewsroomService.from_settings` (which builds and saves the HNSW index),
+   then 10k readers' events, interleaved in time order, through `service.record_events` in
+   batches of 2,000. Each reader clicks 10-30 articles of 1-3 favourite categories (skewed
+   towards popular ones), sees each before clicking plus 5-20 it does not click, and dismisses
+   0-3 off-topic ones. Reported: events/s, median over batches. The service is then closed.
+3. `newsroom serve` on a free 127.0.0.1 port with NEWSROOM_DATA_DIR at that dir (the ranking head
+   is the repo's `models/ranker`; if it is missing or still being written, the script waits up
+   to 20 minutes for it, before step 2, which needs it too).
+4. Feed load: 16 httpx.AsyncClient workers request `/v1/users/{user}/feed?k=20` back to back for
+   random known readers (10% unknown, cold-start readers) for 45 s after a 5 s warm-up: p50, p90,
+   p99, requests/s, errors (non-200 or exceptions). Then 4 workers `POST /v1/events` batches of
+   50 for 15 s: the HTTP event ingest rate. Server VmRSS/VmHWM come from /proc.
+5. Where the time goes: 200 `Recommender.feed` calls in-process on the same data, timed and then
+   under cProfile (top 15 cumulative). `--py-spy 20` also samples the live server with py-spy
+   (`pip install py-spy -c constraints.txt`) during an extra 20 s feed window.
+
+Targets: feed p99 <= 50 ms and >= 200 requests/s on this 2-core machine. The load generator
+runs on the same two cores as the server and competes with it; its CPU time (time.process_time)
+and the server's (from /proc) are reported per phase so the reader can judge.
+
+Run: `.venv/bin/python -m bench.feed_load [--duration 45] [--py-spy 20] [--keep]`
+Writes `bench/results/feed_load.json`. About 10-15 minutes on 2 cores (warm embedding cache).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import cProfile
+import itertools
+import logging
+import os
+import random
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections import Counter
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+import httpx
+import numpy as np
+
+from bench.common import (
+    REPO_ROOT,
+    CpuContention,
+    agnews_embeddings,
+    bench_settings,
+    default_data_dir,
+    latency_ms,
+    load_agnews,
+    markdown_table,
+    setup_logging,
+    synthetic_set,
+    verdict,
+    write_results,
+)
+from bench.feed_common import (
+    collapsed_summary,
+    event_mix,
+    now_s,
+    populate_articles,
+    process_cpu_s,
+    profile_top,
+    reader_events,
+    user_id,
+    wait_for_ranker,
+)
+from bench.http_search import Server
+from core.domain import EventDraft
+from core.settings import Settings
+from retrieval.embedder import model_name
+
+log = logging.getLogger(__name__)
+
+TARGET_P99_MS = 50.0
+TARGET_RPS = 200.0
+
+
+@dataclass(slots=True)
+class FeedBenchConfig:
+    data_dir: Path = field(default_factory=default_data_dir)
+    work_root: Path = REPO_ROOT / "var" / "bench-feed"
+    articles: int = 100_000
+    users: int = 10_000
+    days: float = 7.0  # published_at spread
+    sigma: float = 0.02
+    event_batch: int = 2000
+    k: int = 20
+    clients: int = 16
+    warmup_s: float = 5.0
+    duration_s: float = 45.0
+    cold_share: float = 0.1
+    event_clients: int = 4
+    http_event_batch: int = 50
+    event_warmup_s: float = 2.0
+    event_duration_s: float = 15.0
+    profile_calls: int = 200  # 0: skip the in-process profile
+    py_spy_s: float = 0.0  # > 0: sample the server with py-spy for this long
+    ranker_wait_s: float = 1200.0
+    startup_timeout_s: float = 300.0
+    request_timeout_s: float = 10.0
+    shutdown_timeout_s: float = 30.0
+    keep: bool = False
+    seed: int = 0
+
+
+# --- events in-process --------------------------------------------------------------------------
+def ingest_in_process(settings: Settings, events: Sequence[EventDraft], batch: int) -> dict:
+    """Open the service (index built and saved), send `events` in batches, close it."""
+    from core.service import NewsroomService
+
+    started = time.perf_counter()
+    service = NewsroomService.from_settings(settings)
+    open_s = time.perf_counter() - started
+    if service.recommender is None:
+        service.close()
+        raise RuntimeError(f"no ranking head loaded from {settings.ranking.model_dir}")
+    seconds: list[float] = []
+    sizes: list[int] = []
+    accepted = duplicates = 0
+    try:
+        for start in range(0, len(events), batch):
+            part = list(events[start : start + batch])
+            began = time.perf_counter()
+            report = service.record_events(part)
+            seconds.append(time.perf_counter() - began)
+            sizes.append(len(part))
+            accepted += report.accepted
+            duplicates += report.duplicates
+        health = service.health()
+    finally:
+        began = time.perf_counter()
+        service.close()
+        close_s = time.perf_counter() - began
+    rates = np.array(sizes) / np.array(seconds)
+    tenth = max(1, len(rates) // 10)
+    return {
+        "service_open_s": open_s,
+        "index_kind": health.index_kind,
+        "events": len(events),
+        "batch_size": batch,
+        "batches": len(rates),
+        "accepted": accepted,
+        "duplicates": duplicates,
+        "median_events_per_s": float(np.median(rates)),
+        "p10_events_per_s": float(np.percentile(rates, 10)),
+        "p90_events_per_s": float(np.percentile(rates, 90)),
+        "first_tenth_median_events_per_s": float(np.median(rates[:tenth])),
+        "last_tenth_median_events_per_s": float(np.median(rates[-tenth:])),
+        "overall_events_per_s": len(events) / float(sum(seconds)),
+        "batch_ms": latency_ms(seconds),
+        "close_s": close_s,
+    }
+
+
+# --- HTTP load ----------------------------------------------------------------------------------
+@dataclass(slots=True)
+class Outcome:
+    ok: bool
+    kind: str  # latency class, e.g. "known" / "cold"
+    counts: dict[str, int] = field(default_factory=dict)
+
+
+Call = Callable[[httpx.AsyncClient, random.Random], Awaitable[Outcome]]
+
+
+@dataclass(slots=True)
+class Sample:
+    started: float
+    seconds: float
+    outcome: Outcome
+
+
+async def _window(
+    base_url: str,
+    call: Call,
+    clients: int,
+    warmup_s: float,
+    duration_s: float,
+    server_pid: int,
+    timeout_s: float,
+    seed: int,
+) -> dict[str, Any]:
+    """`clients` workers issue `call` back to back for warmup + duration seconds. Requests that
+    start inside the measured window count; CPU of this process and of the server is metered
+    over exactly that window."""
+    samples: list[Sample] = []
+    meter: dict[str, float] = {}
+    begin = time.perf_counter()
+    measure_from = begin + warmup_s
+    stop_at = measure_from + duration_s
+    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
+
+    async def worker(client: httpx.AsyncClient, n: int) -> None:
+        rng = random.Random(seed * 1000 + n)
+        while (started := time.perf_counter()) < stop_at:
+            try:
+                outcome = await call(client, rng)
+            except (httpx.HTTPError, ValueError, KeyError) as exc:
+                outcome = Outcome(False, "exception", {type(exc).__name__: 1})
+            samples.append(Sample(started, time.perf_counter() - started, outcome))
+
+    async def metering() -> None:
+        await asyncio.sleep(max(measure_from - time.perf_counter(), 0.0))
+        meter["client_cpu"] = time.process_time()
+        meter["server_cpu"] = process_cpu_s(server_pid)
+        meter["wall"] = time.perf_counter()
+        await asyncio.sleep(max(stop_at - time.perf_counter(), 0.0))
+        meter["client_cpu"] = time.process_time() - meter["client_cpu"]
+        meter["server_cpu"] = process_cpu_s(server_pid) - meter["server_cpu"]
+        meter["wall"] = time.perf_counter() - meter["wall"]
+
+    async with httpx.AsyncClient(base_url=base_url, timeout=timeout_s, limits=limits) as client:
+        await asyncio.gather(metering(), *(worker(client, n) for n in range(clients)))
+
+    measured = [s for s in samples if measure_from <= s.started < stop_at]
+    warm = [s for s in samples if s.started < measure_from]
+    counts: Counter[str] = Counter()
+    by_kind: dict[str, list[float]] = {}
+    for sample in measured:
+        counts.update(sample.outcome.counts)
+        by_kind.setdefault(sample.outcome.kind, []).append(sample.seconds)
+    requests = len(measured)
+    return {
+        "clients": clients,
+        "warmup_s": warmup_s,
+        "duration_s": duration_s,
+        "requests": requests,
+        "errors": sum(not s.outcome.ok for s in measured),
+        "requests_per_s": requests / duration_s,
+        "latency_ms": latency_ms([s.seconds for s in measured]),
+        "latency_ms_by_kind": {kind: latency_ms(v) for kind, v in sorted(by_kind.items())},
+        "counts": dict(counts),
+        "warmup_requests": len(warm),
+        "warmup_errors": sum(not s.outcome.ok for s in warm),
+        "metered_wall_s": meter["wall"],
+        "client_cpu_s": meter["client_cpu"],
+        "client_cpu_cores": meter["client_cpu"] / meter["wall"],
+        "server_cpu_s": meter["server_cpu"],
+        "server_cpu_cores": meter["server_cpu"] / meter["wall"],
+        "server_cpu_ms_per_request": 1000.0 * meter["server_cpu"] / requests if requests else 0.0,
+    }
+
+
+def feed_call(users: Sequence[str], k: int, cold_share: float) -> Call:
+    async def call(client: httpx.AsyncClient, rng: random.Random) -> Outcome:
+        cold = rng.random() < cold_share
+        user = f"cold-{rng.getrandbits(48):012x}" if cold else rng.choice(users)
+        response = await client.get(f"/v1/users/{user}/feed", params={"k": k})
+        kind = "cold" if cold else "known"
+        if response.status_code != 200:
+            return Outcome(False, kind, {f"status_{response.status_code}": 1})
+        body = response.json()
+        return Outcome(
+            True,
+            kind,
+            {
+                "short_feeds": int(len(body["items"]) < k),
+                "known_flagged_cold": int(body["cold_start"] and not cold),
+            },
+        )
+
+    return call
+
+
+def events_call(users: Sequence[str], article_ids: Sequence[str], size: int) -> Call:
+    numbers = itertools.count()
+    kinds = ("impression", "impression", "click")
+
+    async def call(client: httpx.AsyncClient, rng: random.Random) -> Outcome:
+        batch = next(numbers)
+        events = [
+            {
+                "event_id": f"http-{batch}-{i}",
+                "user_id": rng.choice(users),
+                "article_id": rng.choice(article_ids),
+                "type": rng.choice(kinds),
+            }
+            for i in range(size)
+        ]
+        response = await client.post("/v1/events", json={"events": events})
+        if response.status_code != 200:
+            return Outcome(False, "batch", {f"status_{response.status_code}": 1})
+        body = response.json()
+        return Outcome(
+            True, "batch", {"accepted": body["accepted"], "duplicates": body["duplicates"]}
+        )
+
+    return call
+
+
+def run_window(
+    server: Server,
+    call: Call,
+    clients: int,
+    warmup_s: float,
+    duration_s: float,
+    config: FeedBenchConfig,
+) -> dict[str, Any]:
+    assert server.process is not None
+    return asyncio.run(
+        _window(
+            server.base_url,
+            call,
+            clients,
+            warmup_s,
+            duration_s,
+            server.process.pid,
+            config.request_timeout_s,
+            config.seed,
+        )
+    )
+
+
+def py_spy_window(server: Server, call: Call, config: FeedBenchConfig, out: Path) -> dict | None:
+    """Sample the server with py-spy while the feed load runs; None when py-spy is missing."""
+    beside = Path(sys.executable).parent / "py-spy"
+    exe = str(beside) if beside.exists() else shutil.which("py-spy")
+    if exe is None:
+        log.warning("py-spy is not installed (pip install py-spy -c constraints.txt): skipped")
+        return None
+    assert server.process is not None
+    seconds = int(config.py_spy_s)
+    command = [
+        exe,
+        "record",
+        "--pid",
+        str(server.process.pid),
+        "--duration",
+        str(seconds),
+        "--rate",
+        "100",
+        "--format",
+        "raw",
+        "--output",
+        str(out),
+        "--nonblocking",
+    ]
+    spy = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        load = run_window(server, call, config.clients, 1.0, seconds, config)
+        _, stderr = spy.communicate(timeout=seconds + 60)
+    except subprocess.TimeoutExpired:
+        spy.kill()
+        spy.communicate(timeout=10)
+        raise
+    if spy.returncode != 0 or not out.exists():
+        log.warning("py-spy failed (%s): %s", spy.returncode, stderr.decode(errors="replace"))
+        return None
+    return {"seconds": seconds, "load": load, **collapsed_summary(out, 15)}
+
+
+# --- in-process profile -------------------------------------------------------------------------
+def profile_in_process(settings: Settings, users: Sequence[str], config: FeedBenchConfig) -> dict:
+    """Time `Recommender.feed` alone (no HTTP) on the benchmark data, then cProfile it."""
+    from core.service import NewsroomService
+
+    service = NewsroomService.from_settings(settings)
+    try:
+        recommender = service.recommender
+        if recommender is None:
+            raise RuntimeError("no ranking head loaded for the in-process profile")
+        rng = random.Random(config.seed + 7)
+        picks = [
+            f"cold-{n}" if rng.random() < config.cold_share else rng.choice(users)
+            for n in range(config.profile_calls)
+        ]
+        for user in picks[:10]:  # warm caches (catalog's fresh list, profiles from SQL)
+            recommender.feed(user, config.k)
+        seconds = []
+        for user in picks:
+            started = time.perf_counter()
+            recommender.feed(user, config.k)
+            seconds.append(time.perf_counter() - started)
+        profiler = cProfile.Profile()
+        profiler.enable()
+        for user in picks:
+            recommender.feed(user, config.k)
+        profiler.disable()
+    finally:
+        service.close()
+    return {
+        "calls": len(picks),
+        "latency_ms": latency_ms(seconds),
+        "top": profile_top(profiler, 15, len(picks)),
+    }
+
+
+# --- figure -------------------------------------------------------------------------------------
+def main(config: FeedBenchConfig) -> dict[str, Any]:
+    contention = CpuContention.start()
+    drafts = load_agnews(config.data_dir)
+    base = agnews_embeddings(drafts)
+    vectors = synthetic_set(base, config.articles, config.sigma, config.seed + 1)
+    config.work_root.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix="run-", dir=config.work_root))
+    data_dir = work / "data"
+    settings = bench_settings(data_dir)
+    model = model_name(Path(settings.retrieval.model_path()))
+    result: dict[str, Any] = {
+        "config": {
+            **asdict(config),
+            "data_dir": str(config.data_dir),
+            "work_root": str(config.work_root),
+        },
+    }
+    try:
+        now = now_s()
+        catalogue, store_s = populate_articles(
+            data_dir, drafts, vectors, model, now, config.days, config.seed + 2
+        )
+        log.info("stored %d articles in %.1fs", len(catalogue), store_s)
+        events = reader_events(catalogue, config.users, now, config.seed + 3)
+        log.info("generated %d events: %s", len(events), event_mix(events))
+        waited = wait_for_ranker(settings.ranking.model_dir, config.ranker_wait_s)
+        ingest = ingest_in_process(settings, events, config.event_batch)
+        log.info("in-process ingest: %.0f events/s (median)", ingest["median_events_per_s"])
+        result["setup"] = {
+            "articles": len(catalogue),
+            "store_s": store_s,
+            "users": config.users,
+            "event_mix": event_mix(events),
+            "ranker_dir": str(settings.ranking.model_dir),
+            "ranker_wait_s": waited,
+        }
+        result["ingest_in_process"] = ingest
+        users = [user_id(u) for u in range(config.users)]
+        server = Server(data_dir, work / "server.log")
+        try:
+            ready_s, health = server.start(config.startup_timeout_s)
+            log.info("server ready in %.1fs: %s", ready_s, health)
+            if not health.get("ranker"):
+                raise RuntimeError("the server loaded no ranking head:\n" + server.log_tail())
+            memory = {"idle": server.memory_kib()}
+            feed = feed_call(users, config.k, config.cold_share)
+            result["feed"] = run_window(
+                server, feed, config.clients, config.warmup_s, config.duration_s, config
+            )
+            log.info("feed: %s", result["feed"]["latency_ms"])
+            memory["after_feed"] = server.memory_kib()
+            result["events_http"] = run_window(
+                server,
+                events_call(users, catalogue.ids, config.http_event_batch),
+                config.event_clients,
+                config.event_warmup_s,
+                config.event_duration_s,
+                config,
+            )
+            memory["after_events"] = server.memory_kib()
+            if config.py_spy_s > 0:
+                result["py_spy"] = py_spy_window(server, feed, config, work / "py-spy.txt")
+        finally:
+            stopped, stop_s = server.stop(config.shutdown_timeout_s)
+            server_log = server.log_lines("index ready", "interaction state", "ranking head")
+        result["server"] = {
+            "ready_s": ready_s,
+            "health": health,
+            "memory_kib": memory,
+            "shutdown": stopped,
+            "shutdown_s": stop_s,
+            "log": server_log,
+        }
+        if config.profile_calls:
+            result["profile"] = profile_in_process(settings, users, config)
+    finally:
+        if config.keep:
+            log.info("kept the data dir %s", data_dir)
+        else:
+            shutil.rmtree(work, ignore_errors=True)
+    result["cpu_contention"] = contention.stop()
+    feed_figures = result["feed"]
+    result["target_p99_ms"] = TARGET_P99_MS
+    result["target_requests_per_s"] = TARGET_RPS
+    result["p99_met"] = feed_figures["latency_ms"]["p99"] <= TARGET_P99_MS
+    result["throughput_met"] = feed_figures["requests_per_s"] >= TARGET_RPS
+    result["target_met"] = result["p99_met"] and result["throughput_met"]
+    _print(result, config)
+    path = write_results("feed_load", result)
+    print(f"\nresults: {path}")
+    return result
+
+
+def _print(result: dict[str, Any], config: FeedBenchConfig) -> None:
+    setup, ingest = result["setup"], result["ingest_in_process"]
+    mix = ", ".join(f"{n:,} {kind}" for kind, n in sorted(setup["event_mix"].items()))
+    print(f"\n### Setup: {setup['articles']:,} articles, {setup['users']:,} readers ({mix})\n")
+    print(
+        markdown_table(
+            ["step", "figure"],
+            [
+                ["store articles (write_articles)", f"{setup['store_s']:.1f} s"],
+                ["open service (index build + save)", f"{ingest['service_open_s']:.1f} s"],
+                [
+                    f"in-process event ingest, batches of {ingest['batch_size']:,}",
+                    f"{ingest['median_events_per_s']:,.0f} events/s median over "
+                    f"{ingest['batches']} batches (p10 {ingest['p10_events_per_s']:,.0f}, "
+                    f"p90 {ingest['p90_events_per_s']:,.0f}; first tenth "
+                    f"{ingest['first_tenth_median_events_per_s']:,.0f}, last tenth "
+                    f"{ingest['last_tenth_median_events_per_s']:,.0f})",
+                ],
+                [
+                    "events accepted / duplicates",
+                    f"{ingest['accepted']:,} / {ingest['duplicates']}",
+                ],
+                ["server ready (index snapshot + state)", f"{result['server']['ready_s']:.1f} s"],
+            ],
+        )
+    )
+    feed = result["feed"]
+    lat = feed["latency_ms"]
+    print(
+        f"\n### Feed `GET /v1/users/{{user}}/feed?k={config.k}`: {feed['clients']} clients, "
+        f"{feed['duration_s']:.0f} s after {feed['warmup_s']:.0f} s warm-up, "
+        f"{config.cold_share:.0%} unknown readers\n"
+    )
+    rows = [
+        [
+            "all",
+            feed["requests"],
+            feed["errors"],
+            lat["p50"],
+            lat["p90"],
+            lat["p99"],
+            feed["requests_per_s"],
+        ]
+    ]
+    for kind, figures in feed["latency_ms_by_kind"].items():
+        if figures.get("n"):
+            rows.append(
+                [kind, figures["n"], "", figures["p50"], figures["p90"], figures["p99"], ""]
+            )
+    print(
+        markdown_table(
+            ["readers", "requests", "errors", "p50 ms", "p90 ms", "p99 ms", "req/s"],
+            [[f"{v:.1f}" if isinstance(v, float) else v for v in row] for row in rows],
+        )
+    )
+    counts = feed["counts"]
+    print(
+        f"\nshort feeds (< k items): {counts.get('short_feeds', 0)}; known readers answered as "
+        f"cold start: {counts.get('known_flagged_cold', 0)}; warm-up: "
+        f"{feed['warmup_requests']} requests, {feed['warmup_errors']} errors"
+    )
+    print("\n### Targets (2 cores shared by server and load generator)\n")
+    print(
+        markdown_table(
+            ["metric", "target", "measured", "verdict"],
+            [
+                [
+                    "feed p99",
+                    f"<= {TARGET_P99_MS:.0f} ms",
+                    f"{lat['p99']:.1f} ms",
+                    verdict(result["p99_met"]),
+                ],
+                [
+                    "feed throughput",
+                    f">= {TARGET_RPS:.0f} req/s",
+                    f"{feed['requests_per_s']:.1f} req/s",
+                    verdict(result["throughput_met"]),
+                ],
+            ],
+        )
+    )
+    events = result["events_http"]
+    elat = events["latency_ms"]
+    accepted = events["counts"].get("accepted", 0)
+    print(
+        f"\n### HTTP events `POST /v1/events`: {events['clients']} clients, batches of "
+        f"{config.http_event_batch}, {events['duration_s']:.0f} s\n"
+    )
+    print(
+        markdown_table(
+            ["batches", "errors", "events accepted", "events/s", "batch p50 ms", "batch p99 ms"],
+            [
+                [
+                    events["requests"],
+                    events["errors"],
+                    accepted,
+                    f"{accepted / events['duration_s']:,.0f}",
+                    f"{elat['p50']:.1f}",
+                    f"{elat['p99']:.1f}",
+                ]
+            ],
+        )
+    )
+    print("\n### CPU over the measured windows (load generator = this process)\n")
+    print(
+        markdown_table(
+            [
+                "phase",
+                "wall s",
+                "client CPU s (cores)",
+                "server CPU s (cores)",
+                "server CPU ms/request",
+            ],
+            [
+                [
+                    name,
+                    f"{w['metered_wall_s']:.1f}",
+                    f"{w['client_cpu_s']:.1f} ({w['client_cpu_cores']:.2f})",
+                    f"{w['server_cpu_s']:.1f} ({w['server_cpu_cores']:.2f})",
+                    f"{w['server_cpu_ms_per_request']:.2f}",
+                ]
+                for name, w in (("feed", feed), ("events", events))
+            ],
+        )
+    )
+    others = result["cpu_contention"]
+    print(
+        f"\nother processes on the box used {others['others_cpu_s']:.0f} CPU-s "
+        f"({others['others_share']:.0%} of {os.cpu_count()} cores) over the whole "
+        f"{others['wall_s']:.0f} s run"
+    )
+    server = result["server"]
+    mib = 1024.0
+    mem = server["memory_kib"]
+    print("\n### Server process\n")
+    print(
+        markdown_table(
+            [
+                "RSS idle MiB",
+                "RSS after feed MiB",
+                "RSS after events MiB",
+                "peak RSS MiB",
+                "shutdown",
+            ],
+            [
+                [
+                    f"{mem['idle']['VmRSS'] / mib:.0f}",
+                    f"{mem['after_feed']['VmRSS'] / mib:.0f}",
+                    f"{mem['after_events']['VmRSS'] / mib:.0f}",
+                    f"{mem['after_events']['VmHWM'] / mib:.0f}",
+                    f"{server['shutdown']} ({server['shutdown_s']:.1f}s)",
+                ]
+            ],
+        )
+    )
+    profile = result.get("profile")
+    if profile:
+        plat = profile["latency_ms"]
+        print(
+            f"\n### In-process `Recommender.feed` (no HTTP), {profile['calls']} calls\n\n"
+            f"p50 {plat['p50']:.1f} ms, p99 {plat['p99']:.1f} ms, mean {plat['mean']:.1f} ms "
+            f"(server CPU per HTTP feed request: {feed['server_cpu_ms_per_request']:.1f} ms)\n"
+        )
+        print("top 15 by cumulative time (ms per feed call):\n")
+        print(
+            markdown_table(
+                ["function", "calls", "cum ms", "own ms"],
+                [
+                    [
+                        r["function"],
+                        r["ncalls"],
+                        f"{r['cum_ms_per_feed']:.2f}",
+                        f"{r['own_ms_per_feed']:.2f}",
+                    ]
+                    for r in profile["top"]["cumulative"]
+                ],
+            )
+        )
+        print("\ntop 15 by own time (ms per feed call):\n")
+        print(
+            markdown_table(
+                ["function", "calls", "own ms", "cum ms"],
+                [
+                    [
+                        r["function"],
+                        r["ncalls"],
+                        f"{r['own_ms_per_feed']:.2f}",
+                        f"{r['cum_ms_per_feed']:.2f}",
+                    ]
+                    for r in profile["top"]["own"]
+                ],
+            )
+        )
+    spy = result.get("py_spy")
+    if spy:
+        print(
+            f"\n### py-spy on the server under the same feed load ({spy['seconds']} s, "
+            f"{spy['samples']:,} samples of non-idle threads)\n"
+        )
+        print(
+            markdown_table(
+                ["function (inclusive)", "% samples"],
+                [[f, f"{p:.1f}"] for f, p in spy["inclusive_pct"]],
+            )
+        )
+        print()
+        print(
+            markdown_table(
+                ["function (own)", "% samples"], [[f, f"{p:.1f}"] for f, p in spy["own_pct"]]
+            )
+        )
+
+
+def parse_args(argv: Sequence[str] | None = None) -> FeedBenchConfig:
+    defaults = FeedBenchConfig()
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data-dir", type=Path, default=defaults.data_dir)
+    parser.add_argument("--articles", type=int, default=defaults.articles)
+    parser.add_argument("--users", type=int, default=defaults.users)
+    parser.add_argument("--clients", type=int, default=defaults.clients)
+    parser.add_argument("--warmup", type=float, default=defaults.warmup_s)
+    parser.add_argument("--duration", type=float, default=defaults.duration_s)
+    parser.add_argument("--event-duration", type=float, default=defaults.event_duration_s)
+    parser.add_argument("--profile-calls", type=int, default=defaults.profile_calls)
+    parser.add_argument(
+        "--py-spy", type=float, default=defaults.py_spy_s, help="seconds of py-spy sampling"
+    )
+    parser.add_argument("--ranker-wait", type=float, default=defaults.ranker_wait_s)
+    parser.add_argument("--keep", action="store_true", help="keep the data dir afterwards")
+    args = parser.parse_args(argv)
+    return FeedBenchConfig(
+        data_dir=args.data_dir,
+        articles=args.articles,
+        users=args.users,
+        clients=args.clients,
+        warmup_s=args.warmup,
+        duration_s=args.duration,
+        event_duration_s=args.event_duration,
+        profile_calls=args.profile_calls,
+        py_spy_s=args.py_spy,
+        ranker_wait_s=args.ranker_wait,
+        keep=args.keep,
+    )
+
+
+def _exit_on_sigterm(signum: int, _frame: FrameType | None) -> None:
+    # Turn SIGTERM (e.g. run_all's timeout) into SystemExit so `finally` stops the server.
+    raise SystemExit(128 + signum)
+
+
+if __name__ == "__main__":
+    setup_logging()
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)
+    main(parse_args())

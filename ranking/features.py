@@ -1,0 +1,121 @@
+"""Features of a (user, candidate) pair, computed the same way in training and in serving.
+
+Training (MIND impressions) and the live feed both build a `UserContext` and call
+`candidate_features`, so the head never sees a feature computed two different ways.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter, defaultdict
+from collections.abc import Hashable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+FEATURE_NAMES = (
+    "content_cosine",
+    "max_history_sim",
+    "popularity",
+    "ctr",
+    "coclick",
+    "category_affinity",
+)
+CTR_PRIOR_CLICKS, CTR_PRIOR_SHOWN = 1.0, 10.0  # smoothing: an unseen item sits at 10%
+MAX_BASKET = 50  # items per basket counted for co-clicks: bounds the quadratic pair update
+
+
+@dataclass(slots=True)
+class UserContext:
+    history_vectors: np.ndarray  # (L, d) unit vectors, newest first; L may be 0
+    history_ids: Sequence[Hashable]  # the same items' ids, for co-click look-ups
+    profile_vector: np.ndarray | None  # (d,) unit vector, None for a cold user
+    category_affinity: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass
+class PopularityCounts:
+    """Positive interactions (clicks, likes...) and impressions (times shown) per item."""
+
+    counts: Counter = field(default_factory=Counter)
+    shown: Counter = field(default_factory=Counter)
+
+    def add(self, item: Hashable, n: int = 1) -> None:
+        self.counts[item] += n
+
+    def add_shown(self, item: Hashable, n: int = 1) -> None:
+        self.shown[item] += n
+
+    def raw_shown(self, items: Sequence[Hashable]) -> np.ndarray:
+        return np.array([self.shown.get(i, 0) for i in items], dtype=np.float32)
+
+    def raw(self, items: Sequence[Hashable]) -> np.ndarray:
+        return np.array([self.counts.get(i, 0) for i in items], dtype=np.float32)
+
+    @property
+    def max(self) -> float:
+        return float(max(self.counts.values(), default=0))
+
+    def top(self, n: int) -> list[Hashable]:
+        return [item for item, _ in self.counts.most_common(n)]
+
+
+@dataclass
+class CoClickCounts:
+    """Item-item co-occurrence in users' engagement baskets: the collaborative signal. A
+    candidate scores by how often it was engaged with together with the user's history."""
+
+    pairs: defaultdict = field(default_factory=lambda: defaultdict(Counter))
+
+    def add_basket(self, items: Sequence[Hashable]) -> None:
+        unique = list(dict.fromkeys(items))[-MAX_BASKET:]
+        for i, a in enumerate(unique):
+            for b in unique[i + 1 :]:
+                self.pairs[a][b] += 1
+                self.pairs[b][a] += 1
+
+    def add_click(self, history: Sequence[Hashable], item: Hashable) -> None:
+        for a in list(dict.fromkeys(history))[-MAX_BASKET:]:
+            if a != item:
+                self.pairs[a][item] += 1
+                self.pairs[item][a] += 1
+
+    def raw(self, history: Sequence[Hashable], candidates: Sequence[Hashable]) -> np.ndarray:
+        rows = [self.pairs.get(h) for h in history]
+        rows = [r for r in rows if r]
+        if not rows:
+            return np.zeros(len(candidates), dtype=np.float32)
+        return np.array([sum(r.get(c, 0) for r in rows) for c in candidates], dtype=np.float32)
+
+
+def candidate_features(
+    user: UserContext,
+    candidate_vectors: np.ndarray,
+    candidate_categories: Sequence[str | None],
+    popularity: np.ndarray,
+    popularity_max: float,
+    shown: np.ndarray,
+    coclick: np.ndarray,
+) -> np.ndarray:
+    """(C, F) float32 in FEATURE_NAMES order. Counts are squashed scale-free so that a model
+    trained on a small log serves a large one."""
+    n = len(candidate_vectors)
+    if user.profile_vector is not None:
+        content = candidate_vectors @ user.profile_vector
+    else:
+        content = np.zeros(n, dtype=np.float32)
+    if len(user.history_vectors):
+        max_sim = (candidate_vectors @ user.history_vectors.T).max(axis=1)
+    else:
+        max_sim = np.zeros(n, dtype=np.float32)
+    pop = np.log1p(popularity) / math.log1p(max(popularity_max, 1.0))
+    # Clicks per impression, smoothed; where nobody reports impressions it stays at the prior
+    # for every item and so ranks nothing up or down.
+    ctr = (np.minimum(popularity, shown) + CTR_PRIOR_CLICKS) / (shown + CTR_PRIOR_SHOWN)
+    co = np.log1p(coclick)
+    co = co / (1.0 + co)
+    affinity = np.array(
+        [user.category_affinity.get(c, 0.0) if c else 0.0 for c in candidate_categories],
+        dtype=np.float32,
+    )
+    return np.stack([content, max_sim, pop, ctr, co, affinity], axis=1).astype(np.float32)

@@ -1,0 +1,415 @@
+"""The feed: candidates -> ranking head -> freshness -> diversification -> explanations.
+
+Candidates are the union of the user's nearest articles in the vector index, the freshest and
+the most popular; read and dismissed articles are removed. A user without history is scored by
+the same head with an empty history (it then leans on popularity, click-through and category),
+which is the cold-start path; a new article is reachable at once through its vector and the
+fresh list.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import threading
+import time
+from collections import OrderedDict, deque
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from core.domain import Event
+from core.storage import Storage
+from ranking.features import (
+    FEATURE_NAMES,
+    CoClickCounts,
+    PopularityCounts,
+    UserContext,
+    candidate_features,
+)
+from ranking.model import RankingHead
+from ranking.profile import POSITIVE_TYPES, ProfileConfig, UserProfile
+from retrieval.catalog import ArticleCatalog, CatalogEntry
+from retrieval.index import ArticleIndex
+
+log = logging.getLogger(__name__)
+
+POPULARITY_TYPES = frozenset({"click", "like", "share"})
+
+
+@dataclass(slots=True)
+class FeedConfig:
+    similar_candidates: int = 200
+    fresh_candidates: int = 100
+    popular_candidates: int = 100
+    mmr_lambda: float = 0.75  # 1.0 = pure relevance; lower = more diverse
+    category_cap: float = 0.4  # at most this share of a feed from one category
+    cold_category_cap: float = 0.25  # stricter for a new reader: show the range on offer
+    freshness_half_life_hours: float = 48.0
+    freshness_weight: float = 0.3  # share of the score that decays with age
+    explain_min_similarity: float = 0.3
+
+
+@dataclass(slots=True)
+class Explanation:
+    text: str
+    because_you_read: tuple[str, str, float] | None  # (id, title, similarity)
+    signals: list[str]
+    sources: list[str]
+
+
+@dataclass(slots=True)
+class RankedItem:
+    entry: CatalogEntry
+    score: float
+    click_probability: float
+    expected_dwell_seconds: float
+    explanation: Explanation
+
+
+@dataclass(slots=True)
+class Feed:
+    user_id: str
+    items: list[RankedItem]
+    cold_start: bool
+    candidates: int
+
+
+class ProfileStore:
+    """Profiles by user: an LRU in memory over the `profiles` table."""
+
+    def __init__(self, storage: Storage, dim: int, capacity: int = 100_000) -> None:
+        self.storage = storage
+        self.dim = dim
+        self.capacity = capacity
+        self._cache: OrderedDict[str, UserProfile] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, user_id: str) -> UserProfile | None:
+        with self._lock:
+            profile = self._cache.get(user_id)
+            if profile is not None:
+                self._cache.move_to_end(user_id)
+                return profile
+        stored = self.storage.load_profile(user_id)
+        if stored is None:
+            return None
+        profile = UserProfile.from_state(user_id, *stored)
+        self.remember(profile)
+        return profile
+
+    def get_or_create(self, user_id: str) -> UserProfile:
+        return self.get(user_id) or UserProfile(user_id, self.dim)
+
+    def remember(self, profile: UserProfile) -> None:
+        with self._lock:
+            self._cache[profile.user_id] = profile
+            self._cache.move_to_end(profile.user_id)
+            while len(self._cache) > self.capacity:
+                self._cache.popitem(last=False)
+
+    def forget(self, user_ids: Iterable[str]) -> None:
+        with self._lock:
+            for user in user_ids:
+                self._cache.pop(user, None)
+
+
+@dataclass
+class InteractionState:
+    """Live popularity, impressions and co-clicks, keyed by article key."""
+
+    popularity: PopularityCounts = field(default_factory=PopularityCounts)
+    coclick: CoClickCounts = field(default_factory=CoClickCounts)
+    recent: dict[str, deque] = field(default_factory=dict)  # user -> recent positive keys
+
+    def apply(self, user_id: str, key: int, event_type: str) -> None:
+        if event_type == "impression":
+            self.popularity.add_shown(key)
+            return
+        if event_type in POPULARITY_TYPES:
+            self.popularity.add(key)
+        if event_type in POSITIVE_TYPES:
+            history = self.recent.setdefault(user_id, deque(maxlen=50))
+            if key not in history:
+                self.coclick.add_click(list(history), key)
+                history.append(key)
+
+    def forget_user(self, user_id: str) -> None:
+        self.recent.pop(user_id, None)
+
+    @classmethod
+    def from_storage(cls, storage: Storage) -> InteractionState:
+        state = cls()
+        for user, key, kind in storage.iter_events():
+            state.apply(user, key, kind)
+        return state
+
+
+class Recommender:
+    def __init__(
+        self,
+        head: RankingHead,
+        index: ArticleIndex,
+        catalog: ArticleCatalog,
+        profiles: ProfileStore,
+        state: InteractionState,
+        profile_config: ProfileConfig | None = None,
+        feed_config: FeedConfig | None = None,
+        head_name: str = "ranking-head",
+    ) -> None:
+        self.head = head
+        self.index = index
+        self.catalog = catalog
+        self.profiles = profiles
+        self.state = state
+        self.profile_config = profile_config or ProfileConfig()
+        self.config = feed_config or FeedConfig()
+        self.head_name = head_name
+
+    # --- events -----------------------------------------------------------------------------
+    def apply_events(self, events: Sequence[Event]) -> list[UserProfile]:
+        """Fold events into (cached) profiles; returns the profiles touched, to be persisted
+        together with the events. Live counters are updated by `commit_events`."""
+        touched: dict[str, UserProfile] = {}
+        for event in sorted(events, key=lambda e: e.ts):
+            profile = touched.get(event.user_id) or self.profiles.get_or_create(event.user_id)
+            touched[event.user_id] = profile
+            entry = self.catalog.get(event.article_key)
+            vector = (
+                self.index.vector(event.article_key) if event.article_key in self.index else None
+            )
+            profile.apply(
+                event.type,
+                event.article_key,
+                vector,
+                entry.category if entry else None,
+                event.ts,
+                self.profile_config,
+                event.dwell_ms,
+            )
+        return list(touched.values())
+
+    def commit_events(self, events: Sequence[Event], profiles: Sequence[UserProfile]) -> None:
+        for profile in profiles:
+            self.profiles.remember(profile)
+        for event in events:
+            self.state.apply(event.user_id, event.article_key, event.type)
+
+    # --- feed -------------------------------------------------------------------------------
+    def feed(
+        self, user_id: str, k: int, category: str | None = None, exclude_read: bool = True
+    ) -> Feed:
+        profile = self.profiles.get(user_id)
+        vector = profile.vector if profile else None
+        sources: dict[int, list[str]] = {}
+
+        def add(keys: Iterable[int], source: str) -> None:
+            for key in keys:
+                sources.setdefault(int(key), []).append(source)
+
+        if vector is not None:
+            allowed = None
+            if category is not None:
+                allowed = np.array(self.catalog.keys_in_category(category), dtype=np.int64)
+            _, found = self.index.search(vector[None, :], self.config.similar_candidates, allowed)
+            add((k_ for k_ in found[0] if k_ >= 0), "similar")
+        add(self.catalog.newest(self.config.fresh_candidates, category), "fresh")
+        add(self._popular(self.config.popular_candidates, category), "popular")
+        blocked: set[int] = set()
+        if profile is not None:
+            blocked.update(profile.dismissed)
+            if exclude_read:
+                blocked.update(profile.read)
+        keys = [key for key in sources if key not in blocked]
+        ranked = self._score(profile, keys, sources)
+        cap = self.config.category_cap if vector is not None else self.config.cold_category_cap
+        chosen = self._diversify(ranked, k, None if category is not None else cap)
+        return Feed(user_id, chosen, cold_start=vector is None, candidates=len(keys))
+
+    def rank(self, user_id: str, keys: Sequence[int]) -> list[RankedItem]:
+        """Score CMS-supplied candidates with the same head (no exclusions, no diversity)."""
+        profile = self.profiles.get(user_id)
+        ranked = self._score(profile, list(dict.fromkeys(keys)), {})
+        return sorted(ranked, key=lambda item: -item.score)
+
+    def _popular(self, n: int, category: str | None) -> list[int]:
+        top = self.state.popularity.top(n * 3 if category else n)
+        if category is None:
+            return top
+        return [k for k in top if (e := self.catalog.get(k)) and e.category == category][:n]
+
+    def _user_context(self, profile: UserProfile | None) -> tuple[UserContext, list[int]]:
+        dim = self.index.dim
+        if profile is None or profile.vector is None:
+            return UserContext(np.empty((0, dim), np.float32), [], None, {}), []
+        history = [key for key, _ in profile.history_weights(self.profile_config)]
+        history = history[: self.head.config.max_history]
+        present, vectors = self.index.vectors(history)
+        return (
+            UserContext(vectors, present, profile.vector, profile.category_affinity()),
+            present,
+        )
+
+    def _score(
+        self, profile: UserProfile | None, keys: list[int], sources: dict[int, list[str]]
+    ) -> list[RankedItem]:
+        present, vectors = self.index.vectors(keys)
+        entries = self.catalog.entries(present)
+        pairs = [(k, v, e) for k, v, e in zip(present, vectors, entries, strict=True) if e]
+        if not pairs:
+            return []
+        keys = [k for k, _, _ in pairs]
+        vectors = np.stack([v for _, v, _ in pairs])
+        entries = [e for _, _, e in pairs]
+        user, history_keys = self._user_context(profile)
+        categories = [e.category for e in entries]
+        features = candidate_features(
+            user,
+            vectors,
+            categories,
+            self.state.popularity.raw(keys),
+            self.state.popularity.max,
+            self.state.popularity.raw_shown(keys),
+            self.state.coclick.raw(history_keys, keys),
+        )
+        column = [FEATURE_NAMES.index(f) for f in self.head.config.features]
+        with torch.inference_mode():
+            history = torch.from_numpy(user.history_vectors).unsqueeze(0)
+            if history.shape[1] == 0:
+                history = torch.zeros(1, 1, self.index.dim)
+                mask = torch.zeros(1, 1, dtype=torch.bool)
+            else:
+                mask = torch.ones(1, history.shape[1], dtype=torch.bool)
+            logits, dwell = self.head(
+                history,
+                mask,
+                torch.from_numpy(vectors).unsqueeze(0),
+                self.head.category_ids(categories).unsqueeze(0),
+                torch.from_numpy(features[:, column]).unsqueeze(0),
+            )
+        probability = torch.sigmoid(logits[0]).numpy()
+        dwell_seconds = np.expm1(np.clip(dwell[0].numpy(), 0, 12))
+        freshness = self._freshness(entries)
+        w = self.config.freshness_weight
+        scores = probability * ((1 - w) + w * freshness)
+        nearest = self._nearest_history(vectors, user, history_keys)
+        means = features.mean(axis=0)
+        return [
+            RankedItem(
+                entry=entries[i],
+                score=float(scores[i]),
+                click_probability=float(probability[i]),
+                expected_dwell_seconds=float(dwell_seconds[i]),
+                explanation=self._explain(
+                    features[i],
+                    means,
+                    nearest[i],
+                    freshness[i],
+                    sources.get(keys[i], ["rank"]),
+                    entries[i],
+                    profile,
+                ),
+            )
+            for i in range(len(entries))
+        ]
+
+    def _freshness(self, entries: Sequence[CatalogEntry]) -> np.ndarray:
+        now = time.time()
+        rate = math.log(2) / (self.config.freshness_half_life_hours * 3600)
+        return np.array(
+            [
+                math.exp(-rate * max(now - e.published_at.timestamp(), 0.0))
+                if e.published_at
+                else 0.5  # unknown age: neither boosted nor buried
+                for e in entries
+            ],
+            dtype=np.float32,
+        )
+
+    def _nearest_history(
+        self, vectors: np.ndarray, user: UserContext, history_keys: list[int]
+    ) -> list[tuple[int, float] | None]:
+        if not history_keys:
+            return [None] * len(vectors)
+        sims = vectors @ user.history_vectors.T  # (C, L)
+        best = sims.argmax(axis=1)
+        return [(history_keys[b], float(sims[i, b])) for i, b in enumerate(best)]
+
+    def _explain(
+        self,
+        features: np.ndarray,
+        means: np.ndarray,
+        nearest: tuple[int, float] | None,
+        freshness: float,
+        sources: list[str],
+        entry: CatalogEntry,
+        profile: UserProfile | None,
+    ) -> Explanation:
+        value = dict(zip(FEATURE_NAMES, features.tolist(), strict=True))
+        mean = dict(zip(FEATURE_NAMES, means.tolist(), strict=True))
+        signals: list[str] = []
+        because = None
+        if nearest and nearest[1] >= self.config.explain_min_similarity:
+            read = self.catalog.get(nearest[0])
+            if read:
+                because = (read.id, read.title, round(nearest[1], 3))
+                signals.append("similar_to_history")
+        if value["popularity"] > mean["popularity"] and value["popularity"] > 0:
+            signals.append("popular")
+        if value["ctr"] > mean["ctr"] + 1e-6:
+            signals.append("high_click_through")
+        if value["coclick"] > 0 and value["coclick"] >= mean["coclick"]:
+            signals.append("read_by_similar_readers")
+        if value["category_affinity"] > 0.2:
+            signals.append("favourite_category")
+        if freshness > 0.5 and entry.published_at is not None:
+            signals.append("fresh")
+        parts = []
+        if because:
+            parts.append(f"Because you read “{because[1]}”")
+        readable = {
+            "popular": "popular with readers",
+            "high_click_through": "often clicked when shown",
+            "read_by_similar_readers": "read by readers with a history like yours",
+            "favourite_category": f"from {entry.category}, one of your top topics",
+            "fresh": "new",
+        }
+        parts += [readable[s] for s in signals if s in readable]
+        if not parts:
+            parts.append("New to you and broadening your feed" if profile else "Popular and fresh")
+        text = "; ".join(parts)
+        return Explanation(text[0].upper() + text[1:], because, signals, sources)
+
+    def _diversify(
+        self, ranked: list[RankedItem], k: int, category_cap: float | None
+    ) -> list[RankedItem]:
+        """MMR over the best candidates, with at most `category_cap` of k per category."""
+        if not ranked:
+            return []
+        pool = sorted(ranked, key=lambda r: -r.score)[: max(4 * k, 50)]
+        keys = [r.entry.key for r in pool]
+        _, vectors = self.index.vectors(keys)
+        similarity = vectors @ vectors.T
+        scores = np.array([r.score for r in pool])
+        spread = scores.max() - scores.min()
+        relevance = (scores - scores.min()) / spread if spread > 0 else np.ones_like(scores)
+        cap = len(pool) if category_cap is None else max(1, math.ceil(k * category_cap))
+        chosen: list[int] = []
+        per_category: dict[str | None, int] = {}
+        max_sim = np.full(len(pool), -1.0)
+        lam = self.config.mmr_lambda
+        available = np.ones(len(pool), dtype=bool)
+        while len(chosen) < k and available.any():
+            mmr = lam * relevance - (1 - lam) * np.maximum(max_sim, 0)
+            mmr[~available] = -np.inf
+            best = int(mmr.argmax())
+            available[best] = False
+            category = pool[best].entry.category
+            if per_category.get(category, 0) >= cap and available.any():
+                continue  # over its category's share; try the next best
+            per_category[category] = per_category.get(category, 0) + 1
+            chosen.append(best)
+            max_sim = np.maximum(max_sim, similarity[best])
+        return [pool[i] for i in chosen]

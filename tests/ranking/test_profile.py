@@ -1,0 +1,58 @@
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import numpy as np
+
+from ranking.profile import ProfileConfig, UserProfile
+
+T0 = datetime(2024, 1, 1, tzinfo=UTC)
+A = np.array([1, 0, 0], np.float32)
+B = np.array([0, 1, 0], np.float32)
+
+
+def test_clicks_build_a_decayed_weighted_profile():
+    config = ProfileConfig(half_life_days=1.0)
+    profile = UserProfile("u", 3)
+    profile.apply("click", 1, A, "sport", T0, config)
+    profile.apply("click", 2, B, "tech", T0 + timedelta(days=1), config)
+    # A decayed by one half-life: B now weighs twice as much
+    np.testing.assert_allclose(profile.vector_sum, [0.5, 1.0, 0.0], atol=1e-6)
+    assert profile.top_categories(1) == ["tech"]
+    assert [k for k, _ in profile.history_weights(config)] == [2, 1]
+    assert set(profile.read) == {1, 2}
+
+
+def test_dismissal_pushes_the_profile_away_and_is_remembered():
+    config = ProfileConfig()
+    profile = UserProfile("u", 3)
+    profile.apply("click", 1, A + B, None, T0, config)
+    before = profile.vector @ B
+    profile.apply("dismiss", 2, B, None, T0, config)
+    assert profile.vector @ B < before
+    assert 2 in profile.dismissed and 2 not in profile.read
+
+
+def test_late_events_weigh_as_if_decayed_and_impressions_do_not_move_the_vector():
+    config = ProfileConfig(half_life_days=1.0)
+    in_order, late = UserProfile("u", 3), UserProfile("u", 3)
+    in_order.apply("click", 1, A, None, T0, config)
+    in_order.apply("click", 2, B, None, T0 + timedelta(days=1), config)
+    late.apply("click", 2, B, None, T0 + timedelta(days=1), config)
+    late.apply("click", 1, A, None, T0, config)
+    np.testing.assert_allclose(in_order.vector_sum, late.vector_sum, atol=1e-6)
+    before = late.vector_sum.copy()
+    late.apply("impression", 3, A, None, T0 + timedelta(days=2), config)
+    np.testing.assert_allclose(late.vector, before / np.linalg.norm(before), atol=1e-6)
+
+
+def test_dwell_weight_grows_with_time_spent_and_state_round_trips():
+    config = ProfileConfig()
+    assert config.weight("dwell", 1_000) < config.weight("dwell", 60_000)
+    assert config.weight("dwell", 10**9) == config.dwell_base + config.dwell_bonus
+    profile = UserProfile("u", 3)
+    profile.apply("like", 7, A, "sport", T0, config)
+    profile.apply("dismiss", 8, B, "tech", T0, config)
+    copy = UserProfile.from_state("u", profile.vector_sum.tobytes(), profile.state_json())
+    np.testing.assert_array_equal(copy.vector_sum, profile.vector_sum)
+    assert copy.state_json() == profile.state_json()
