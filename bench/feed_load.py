@@ -269,6 +269,7 @@ def feed_call(users: Sequence[str], k: int, cold_share: float) -> Call:
             True,
             kind,
             {
+                "items": len(body["items"]),
                 "short_feeds": int(len(body["items"]) < k),
                 "known_flagged_cold": int(body["cold_start"] and not cold),
             },
@@ -550,8 +551,10 @@ def _print(result: dict[str, Any], config: FeedBenchConfig) -> None:
         )
     )
     counts = feed["counts"]
+    answered = feed["requests"] - feed["errors"]
     print(
-        f"\nshort feeds (< k items): {counts.get('short_feeds', 0)}; known readers answered as "
+        f"\nitems per feed: mean {counts.get('items', 0) / max(answered, 1):.1f} of {config.k}; "
+        f"short feeds (< k items): {counts.get('short_feeds', 0)}; known readers answered as "
         f"cold start: {counts.get('known_flagged_cold', 0)}; warm-up: "
         f"{feed['warmup_requests']} requests, {feed['warmup_errors']} errors"
     )

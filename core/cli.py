@@ -39,13 +39,24 @@ def main(
     ctx.obj = Settings()
 
 
-def _ingest(service: NewsroomService, path: Path, fmt: str, label: str | None = None) -> None:
+def _ingest(
+    service: NewsroomService,
+    path: Path,
+    fmt: str,
+    label: str | None = None,
+    skip_ids: set[str] | None = None,
+) -> None:
     from tqdm import tqdm
 
     from core.datasets import read_articles
     from core.domain import IngestReport
 
     drafts = list(read_articles(path, fmt))
+    if skip_ids is not None:
+        # The demo corpora share some MIND ids with different text: the first source wins,
+        # otherwise every demo run would re-embed them back and forth.
+        drafts = [d for d in drafts if d.id not in skip_ids]
+        skip_ids.update(d.id for d in drafts if d.id)
     total = IngestReport()
     started = time.perf_counter()
     with tqdm(total=len(drafts), desc=label or f"ingest {path.name}", unit="art") as bar:
@@ -225,12 +236,13 @@ def demo(
         raise typer.BadParameter(f"{data} is not a folder", param_hint="--data")
     service = NewsroomService.from_settings(settings, progress=True)
     try:
+        seen: set[str] = set()
         for folder, fmt in (
             ("bbc_news_summary", "bbc"),
             ("mind_demo_news", "mind"),
             ("mind_small_dev_impressions", "mind"),
         ):
-            _ingest(service, data / folder, fmt, label=folder)
+            _ingest(service, data / folder, fmt, label=folder, skip_ids=seen)
         service.save_index()
         if service.recommender is not None:
             _replay(service, data)

@@ -14,7 +14,16 @@ from pathlib import Path
 
 import numpy as np
 
-from core.domain import Article, ArticleDraft, Event, EventDraft, IngestReport, SearchHit, utcnow
+from core.domain import (
+    Article,
+    ArticleDraft,
+    Event,
+    EventDraft,
+    IngestReport,
+    SearchHit,
+    as_utc,
+    utcnow,
+)
 from core.errors import ArticleNotFound, InvalidInput, LimitExceeded, ModelUnavailable
 from core.settings import Settings
 from core.storage import Storage
@@ -163,7 +172,7 @@ class NewsroomService:
         return report
 
     def ingest_stream(
-        self, drafts: Iterable[ArticleDraft], batch_size: int = 256
+        self, drafts: Iterable[ArticleDraft], batch_size: int = 1024
     ) -> Iterable[IngestReport]:
         """Offline ingest of any number of drafts, one report per batch (for progress bars).
         Drafts that break a limit are skipped with a warning instead of failing the run."""
@@ -304,7 +313,9 @@ class NewsroomService:
         vector = self.embedder.encode_query(query)
         allowed = None
         if category is not None or since is not None:
-            allowed = self.storage.keys_matching(category.lower() if category else None, since)
+            allowed = self.catalog.keys_matching(
+                category.lower() if category else None, as_utc(since)
+            )
         return self._hits(vector, k, allowed=allowed)
 
     def related(self, article_id: str, k: int = 10) -> list[SearchHit]:
@@ -351,8 +362,6 @@ class RecommenderFactory:
         self.settings = settings
 
     def __call__(self, service: NewsroomService) -> Recommender | None:
-        import torch
-
         from ranking.model import RankingHead
         from ranking.profile import ProfileConfig
         from ranking.recommend import FeedConfig, InteractionState, ProfileStore
@@ -361,7 +370,6 @@ class RecommenderFactory:
         if not (rc.model_dir / "config.json").exists():
             log.warning("no ranking head at %s: feed and rank are unavailable", rc.model_dir)
             return None
-        torch.set_num_threads(rc.torch_threads)
         head = RankingHead.load(rc.model_dir)
         if head.config.dim != service.embedder.dim:
             raise ModelUnavailable(

@@ -70,6 +70,19 @@ class RankedItem:
 
 
 @dataclass(slots=True)
+class ScoredCandidates:
+    keys: list[int]
+    entries: list[CatalogEntry]
+    vectors: np.ndarray  # (C, d)
+    features: np.ndarray  # (C, F)
+    probability: np.ndarray  # (C,) click probability from the head
+    dwell_seconds: np.ndarray  # (C,) expected dwell from the head
+    freshness: np.ndarray  # (C,) in [0, 1]
+    scores: np.ndarray  # (C,) what the feed ranks by
+    user: UserContext
+
+
+@dataclass(slots=True)
 class Feed:
     user_id: str
     items: list[RankedItem]
@@ -167,6 +180,7 @@ class Recommender:
         self.profile_config = profile_config or ProfileConfig()
         self.config = feed_config or FeedConfig()
         self.head_name = head_name
+        self._popular_cache: tuple[float, list[int]] | None = None
 
     # --- events -----------------------------------------------------------------------------
     def apply_events(self, events: Sequence[Event]) -> list[UserProfile]:
@@ -212,7 +226,7 @@ class Recommender:
         if vector is not None:
             allowed = None
             if category is not None:
-                allowed = np.array(self.catalog.keys_in_category(category), dtype=np.int64)
+                allowed = self.catalog.keys_in_category(category)
             _, found = self.index.search(vector[None, :], self.config.similar_candidates, allowed)
             add((k_ for k_ in found[0] if k_ >= 0), "similar")
         add(self.catalog.newest(self.config.fresh_candidates, category), "fresh")
@@ -223,47 +237,57 @@ class Recommender:
             if exclude_read:
                 blocked.update(profile.read)
         keys = [key for key in sources if key not in blocked]
-        ranked = self._score(profile, keys, sources)
+        scored = self._score(profile, keys)
+        if scored is None:
+            return Feed(user_id, [], cold_start=vector is None, candidates=0)
         cap = self.config.category_cap if vector is not None else self.config.cold_category_cap
-        chosen = self._diversify(ranked, k, None if category is not None else cap)
-        return Feed(user_id, chosen, cold_start=vector is None, candidates=len(keys))
+        chosen = self._diversify(scored, k, None if category is not None else cap)
+        items = self._items(scored, chosen, sources, profile)
+        return Feed(user_id, items, cold_start=vector is None, candidates=len(scored.keys))
 
     def rank(self, user_id: str, keys: Sequence[int]) -> list[RankedItem]:
         """Score CMS-supplied candidates with the same head (no exclusions, no diversity)."""
         profile = self.profiles.get(user_id)
-        ranked = self._score(profile, list(dict.fromkeys(keys)), {})
-        return sorted(ranked, key=lambda item: -item.score)
+        scored = self._score(profile, list(dict.fromkeys(keys)))
+        if scored is None:
+            return []
+        order = np.argsort(-scored.scores, kind="stable").tolist()
+        return self._items(scored, order, {}, profile)
 
     def _popular(self, n: int, category: str | None) -> list[int]:
-        top = self.state.popularity.top(n * 3 if category else n)
+        # Recomputing the top list from all counts on every request would dominate the feed;
+        # it is refreshed at most once a second.
+        now = time.monotonic()
+        if self._popular_cache is None or now - self._popular_cache[0] > 1.0:
+            self._popular_cache = (
+                now,
+                self.state.popularity.top(self.config.popular_candidates * 5),
+            )
+        top = self._popular_cache[1]
         if category is None:
-            return top
+            return top[:n]
         return [k for k in top if (e := self.catalog.get(k)) and e.category == category][:n]
 
-    def _user_context(self, profile: UserProfile | None) -> tuple[UserContext, list[int]]:
+    def _user_context(self, profile: UserProfile | None) -> UserContext:
         dim = self.index.dim
         if profile is None or profile.vector is None:
-            return UserContext(np.empty((0, dim), np.float32), [], None, {}), []
+            return UserContext(np.empty((0, dim), np.float32), [], None, {})
         history = [key for key, _ in profile.history_weights(self.profile_config)]
         history = history[: self.head.config.max_history]
         present, vectors = self.index.vectors(history)
-        return (
-            UserContext(vectors, present, profile.vector, profile.category_affinity()),
-            present,
-        )
+        return UserContext(vectors, present, profile.vector, profile.category_affinity())
 
-    def _score(
-        self, profile: UserProfile | None, keys: list[int], sources: dict[int, list[str]]
-    ) -> list[RankedItem]:
+    def _score(self, profile: UserProfile | None, keys: list[int]) -> ScoredCandidates | None:
+        """Score candidates with the head; explanations are built later, for the chosen few."""
         present, vectors = self.index.vectors(keys)
         entries = self.catalog.entries(present)
-        pairs = [(k, v, e) for k, v, e in zip(present, vectors, entries, strict=True) if e]
-        if not pairs:
-            return []
-        keys = [k for k, _, _ in pairs]
-        vectors = np.stack([v for _, v, _ in pairs])
-        entries = [e for _, _, e in pairs]
-        user, history_keys = self._user_context(profile)
+        keep = [i for i, e in enumerate(entries) if e is not None]
+        if not keep:
+            return None
+        keys = [present[i] for i in keep]
+        vectors = vectors[keep]
+        entries = [entries[i] for i in keep]
+        user = self._user_context(profile)
         categories = [e.category for e in entries]
         features = candidate_features(
             user,
@@ -272,7 +296,7 @@ class Recommender:
             self.state.popularity.raw(keys),
             self.state.popularity.max,
             self.state.popularity.raw_shown(keys),
-            self.state.coclick.raw(history_keys, keys),
+            self.state.coclick.raw(user.history_ids, keys),
         )
         column = [FEATURE_NAMES.index(f) for f in self.head.config.features]
         with torch.inference_mode():
@@ -290,29 +314,46 @@ class Recommender:
                 torch.from_numpy(features[:, column]).unsqueeze(0),
             )
         probability = torch.sigmoid(logits[0]).numpy()
-        dwell_seconds = np.expm1(np.clip(dwell[0].numpy(), 0, 12))
         freshness = self._freshness(entries)
         w = self.config.freshness_weight
-        scores = probability * ((1 - w) + w * freshness)
-        nearest = self._nearest_history(vectors, user, history_keys)
-        means = features.mean(axis=0)
+        return ScoredCandidates(
+            keys=keys,
+            entries=entries,
+            vectors=vectors,
+            features=features,
+            probability=probability,
+            dwell_seconds=np.expm1(np.clip(dwell[0].numpy(), 0, 12)),
+            freshness=freshness,
+            scores=probability * ((1 - w) + w * freshness),
+            user=user,
+        )
+
+    def _items(
+        self,
+        scored: ScoredCandidates,
+        chosen: Sequence[int],
+        sources: dict[int, list[str]],
+        profile: UserProfile | None,
+    ) -> list[RankedItem]:
+        nearest = self._nearest_history(scored.vectors[list(chosen)], scored.user)
+        means = scored.features.mean(axis=0)
         return [
             RankedItem(
-                entry=entries[i],
-                score=float(scores[i]),
-                click_probability=float(probability[i]),
-                expected_dwell_seconds=float(dwell_seconds[i]),
+                entry=scored.entries[i],
+                score=float(scored.scores[i]),
+                click_probability=float(scored.probability[i]),
+                expected_dwell_seconds=float(scored.dwell_seconds[i]),
                 explanation=self._explain(
-                    features[i],
+                    scored.features[i],
                     means,
-                    nearest[i],
-                    freshness[i],
-                    sources.get(keys[i], ["rank"]),
-                    entries[i],
+                    near,
+                    float(scored.freshness[i]),
+                    sources.get(scored.keys[i], ["rank"]),
+                    scored.entries[i],
                     profile,
                 ),
             )
-            for i in range(len(entries))
+            for i, near in zip(chosen, nearest, strict=True)
         ]
 
     def _freshness(self, entries: Sequence[CatalogEntry]) -> np.ndarray:
@@ -329,13 +370,13 @@ class Recommender:
         )
 
     def _nearest_history(
-        self, vectors: np.ndarray, user: UserContext, history_keys: list[int]
+        self, vectors: np.ndarray, user: UserContext
     ) -> list[tuple[int, float] | None]:
-        if not history_keys:
+        if not len(user.history_ids):
             return [None] * len(vectors)
-        sims = vectors @ user.history_vectors.T  # (C, L)
+        sims = vectors @ user.history_vectors.T  # (n, L)
         best = sims.argmax(axis=1)
-        return [(history_keys[b], float(sims[i, b])) for i, b in enumerate(best)]
+        return [(int(user.history_ids[b]), float(sims[i, b])) for i, b in enumerate(best)]
 
     def _explain(
         self,
@@ -382,34 +423,29 @@ class Recommender:
         text = "; ".join(parts)
         return Explanation(text[0].upper() + text[1:], because, signals, sources)
 
-    def _diversify(
-        self, ranked: list[RankedItem], k: int, category_cap: float | None
-    ) -> list[RankedItem]:
-        """MMR over the best candidates, with at most `category_cap` of k per category."""
-        if not ranked:
-            return []
-        pool = sorted(ranked, key=lambda r: -r.score)[: max(4 * k, 50)]
-        keys = [r.entry.key for r in pool]
-        _, vectors = self.index.vectors(keys)
-        similarity = vectors @ vectors.T
-        scores = np.array([r.score for r in pool])
+    def _diversify(self, scored: ScoredCandidates, k: int, category_cap: float | None) -> list[int]:
+        """MMR over the best candidates, with at most `category_cap` of k per category.
+        Returns indices into `scored`, in feed order."""
+        pool = np.argsort(-scored.scores, kind="stable")[: max(4 * k, 50)]
+        vectors = scored.vectors[pool]
+        similarity = vectors @ vectors.T  # (P, P)
+        scores = scored.scores[pool]
         spread = scores.max() - scores.min()
         relevance = (scores - scores.min()) / spread if spread > 0 else np.ones_like(scores)
         cap = len(pool) if category_cap is None else max(1, math.ceil(k * category_cap))
         chosen: list[int] = []
         per_category: dict[str | None, int] = {}
-        max_sim = np.full(len(pool), -1.0)
+        max_sim = np.zeros(len(pool))
         lam = self.config.mmr_lambda
         available = np.ones(len(pool), dtype=bool)
         while len(chosen) < k and available.any():
-            mmr = lam * relevance - (1 - lam) * np.maximum(max_sim, 0)
-            mmr[~available] = -np.inf
+            mmr = np.where(available, lam * relevance - (1 - lam) * max_sim, -np.inf)
             best = int(mmr.argmax())
             available[best] = False
-            category = pool[best].entry.category
+            category = scored.entries[pool[best]].category
             if per_category.get(category, 0) >= cap and available.any():
                 continue  # over its category's share; try the next best
             per_category[category] = per_category.get(category, 0) + 1
-            chosen.append(best)
+            chosen.append(int(pool[best]))
             max_sim = np.maximum(max_sim, similarity[best])
-        return [pool[i] for i in chosen]
+        return chosen

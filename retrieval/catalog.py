@@ -28,6 +28,7 @@ class CatalogEntry:
 class ArticleCatalog:
     def __init__(self) -> None:
         self._by_key: dict[int, CatalogEntry] = {}
+        self._by_category: dict[str | None, set[int]] = {}
         self._key_of: dict[str, int] = {}
         self._seq = 0
         self._lock = threading.Lock()
@@ -45,7 +46,10 @@ class ArticleCatalog:
                 previous = self._by_key.get(key)
                 seq = previous.seq if previous else self._seq
                 self._seq += previous is None
+                if previous is not None:
+                    self._by_category.get(previous.category, set()).discard(key)
                 self._by_key[key] = CatalogEntry(key, article_id, title, category, published, seq)
+                self._by_category.setdefault(category, set()).add(key)
                 self._key_of[article_id] = key
             self._fresh = None
 
@@ -54,6 +58,7 @@ class ArticleCatalog:
             entry = self._by_key.pop(key, None)
             if entry:
                 self._key_of.pop(entry.id, None)
+                self._by_category.get(entry.category, set()).discard(key)
             self._fresh = None
 
     def get(self, key: int) -> CatalogEntry | None:
@@ -65,8 +70,24 @@ class ArticleCatalog:
     def entries(self, keys: Sequence[int]) -> list[CatalogEntry | None]:
         return [self._by_key.get(k) for k in keys]
 
-    def keys_in_category(self, category: str) -> list[int]:
-        return [e.key for e in list(self._by_key.values()) if e.category == category]
+    def keys_in_category(self, category: str) -> np.ndarray:
+        return np.fromiter(self._by_category.get(category, ()), dtype=np.int64)
+
+    def keys_matching(self, category: str | None, since: datetime | None) -> np.ndarray:
+        """Keys passing the search filters, from memory (no SQL on the search path)."""
+        if since is None:
+            if category is None:
+                return np.fromiter(self._by_key, dtype=np.int64)
+            return self.keys_in_category(category)
+        pool = self._by_category.get(category, set()) if category is not None else self._by_key
+        return np.fromiter(
+            (
+                k
+                for k in list(pool)
+                if (e := self._by_key.get(k)) and e.published_at and e.published_at >= since
+            ),
+            dtype=np.int64,
+        )
 
     def newest(self, n: int, category: str | None = None) -> list[int]:
         """Keys of the `n` most recently published (else most recently added) articles."""

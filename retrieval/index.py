@@ -32,6 +32,7 @@ class IndexConfig:
     hnsw_ef_construction: int = 80
     hnsw_ef_search: int = 96
     compact_ratio: float = 0.2  # compact when tombstones exceed this share of positions
+    exact_subset_max: int = 5_000  # filtered searches over at most this many rows are exact
 
 
 class SnapshotError(Exception):
@@ -66,6 +67,7 @@ class ArticleIndex:
         self._tombstones = 0
         self._lock = threading.Lock()
         self._not_dead: faiss.IDSelector | None = None  # cached selector excluding tombstones
+        self._sorted: tuple[np.ndarray, np.ndarray] | None = None  # keys sorted, positions
         self._selector_refs: list = []
 
     # --- construction ---------------------------------------------------------------------
@@ -113,12 +115,14 @@ class ArticleIndex:
             for offset, key in enumerate(keys.tolist()):
                 self._position[key] = start + offset
             self._not_dead = None
+            self._sorted = None
             self._maybe_compact()
 
     def remove(self, keys: np.ndarray) -> int:
         with self._lock:
             removed = self._tombstone(np.asarray(keys, dtype=np.int64))
             self._not_dead = None
+            self._sorted = None
             self._maybe_compact()
             return removed
 
@@ -160,6 +164,7 @@ class ArticleIndex:
         self._position = {k: p for p, k in enumerate(self._keys.tolist())}
         self._tombstones = 0
         self._not_dead = None
+        self._sorted = None
 
     def _storage(self) -> faiss.IndexFlat:
         return self._index if self.kind == "flat" else faiss.downcast_index(self._index.storage)
@@ -210,35 +215,54 @@ class ArticleIndex:
         with self._lock:
             if not self._position:
                 return _pad(np.empty((len(queries), 0), np.float32), np.empty((len(queries), 0)), k)
-            positions = None
-            if allowed_keys is not None or exclude_keys is not None:
-                positions = self._live_positions(allowed_keys, exclude_keys)
-            if positions is not None and (
-                self.kind == "flat" or len(positions) < 0.3 * len(self._position)
+            excluded = np.asarray(exclude_keys if exclude_keys is not None else [], np.int64)
+            if allowed_keys is None:
+                # Exclusions are few (the query article): over-fetch and drop them afterwards
+                # rather than building a selector over every live vector.
+                scores, keys = self._search_selected(queries, k + len(excluded), None, 1.0)
+                if len(excluded):
+                    drop = np.isin(keys, excluded)
+                    scores = np.where(drop, -np.inf, scores)
+                    order = np.argsort(-scores, axis=1, kind="stable")
+                    scores = np.take_along_axis(scores, order, axis=1)
+                    keys = np.where(
+                        np.isneginf(scores), -1, np.take_along_axis(keys, order, axis=1)
+                    )
+                return _pad(scores[:, :k], keys[:, :k], k)
+            positions = self._positions_of(np.asarray(allowed_keys, np.int64))
+            if len(excluded):
+                positions = positions[~np.isin(self._keys[positions], excluded)]
+            share = len(positions) / max(len(self._position), 1)
+            if len(positions) <= self.config.exact_subset_max or (
+                self.kind == "flat" and share < 0.25
             ):
-                # Narrow filter: exact search over the allowed rows. (HNSW graph search with a
-                # restrictive selector can return nothing; the subset is small anyway.)
+                # Exact search over the allowed rows: cheap for a small subset, and HNSW graph
+                # search under a very selective filter can miss results altogether.
                 return self._exact_subset(queries, k, positions)
-            selector = self._selector(positions)
-            fetch = min(k, int(self._index.ntotal)) or 1
-            params = self._params(selector, fetch)
-            scores, found = self._index.search(queries, fetch, params=params)
-            keys = np.where(found >= 0, self._keys[np.maximum(found, 0)], -1)
-            scores = np.where(keys >= 0, scores, -np.inf).astype(np.float32)
-            return _pad(scores, keys, k)
+            return self._search_selected(queries, k, positions, share)
 
-    def _live_positions(
-        self, allowed_keys: np.ndarray | None, exclude_keys: np.ndarray | None
-    ) -> np.ndarray:
-        if allowed_keys is None:
-            positions = np.flatnonzero(self._keys >= 0)
-        else:
-            found = [self._position.get(k) for k in np.asarray(allowed_keys).tolist()]
-            positions = np.array([p for p in found if p is not None], dtype=np.int64)
-        if exclude_keys is not None and len(exclude_keys):
-            drop = {self._position.get(k) for k in np.asarray(exclude_keys).tolist()}
-            positions = np.array([p for p in positions.tolist() if p not in drop], dtype=np.int64)
-        return positions
+    def _search_selected(
+        self, queries: np.ndarray, k: int, positions: np.ndarray | None, share: float
+    ) -> tuple[np.ndarray, np.ndarray]:
+        selector = self._selector(positions)
+        fetch = min(k, int(self._index.ntotal)) or 1
+        params = self._params(selector, fetch, share)
+        scores, found = self._index.search(queries, fetch, params=params)
+        keys = np.where(found >= 0, self._keys[np.maximum(found, 0)], -1)
+        scores = np.where(keys >= 0, scores, -np.inf).astype(np.float32)
+        return _pad(scores, keys, k)
+
+    def _positions_of(self, keys: np.ndarray) -> np.ndarray:
+        """Positions of the live entries among `keys`, vectorised (filters pass many keys)."""
+        if self._sorted is None:
+            order = np.argsort(self._keys, kind="stable")
+            self._sorted = (self._keys[order], order)
+        sorted_keys, order = self._sorted
+        if len(sorted_keys) == 0 or len(keys) == 0:
+            return np.empty(0, np.int64)
+        at = np.clip(np.searchsorted(sorted_keys, keys), 0, len(sorted_keys) - 1)
+        hit = (sorted_keys[at] == keys) & (keys >= 0)
+        return order[at[hit]].astype(np.int64)
 
     def _exact_subset(
         self, queries: np.ndarray, k: int, positions: np.ndarray
@@ -267,11 +291,13 @@ class ArticleIndex:
             self._dead_ref = dead  # the Not selector does not own its child
         return self._not_dead
 
-    def _params(self, selector: faiss.IDSelector | None, k: int) -> faiss.SearchParameters | None:
+    def _params(
+        self, selector: faiss.IDSelector | None, k: int, share: float = 1.0
+    ) -> faiss.SearchParameters | None:
         if self.kind == "hnsw":
-            return faiss.SearchParametersHNSW(
-                sel=selector, efSearch=max(self.config.hnsw_ef_search, k)
-            )
+            # Under a filter only `share` of the nodes count: widen the beam to match.
+            ef = int(min(max(self.config.hnsw_ef_search, k) / max(share, 1e-3), 2048))
+            return faiss.SearchParametersHNSW(sel=selector, efSearch=ef)
         return faiss.SearchParameters(sel=selector) if selector is not None else None
 
     # --- consistency and persistence ------------------------------------------------------

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from core.domain import ArticleDraft, IngestReport, clean_text
+from core.domain import ArticleDraft, IngestReport, as_utc, clean_text
 from core.errors import InvalidInput
 from core.storage import ArticleWrite, Storage
 from retrieval.catalog import ArticleCatalog
@@ -116,7 +116,7 @@ class ArticleIngestor:
                 [writes[i].content_hash for i in to_embed],
             )
         self.catalog.upsert(
-            (key, w.article_id, w.draft.title, w.draft.category, w.draft.published_at)
+            (key, w.article_id, w.draft.title, w.draft.category, as_utc(w.draft.published_at))
             for key, w in zip(keys, writes, strict=True)
         )
         for write in writes:

@@ -61,6 +61,8 @@ def test_health_and_docs(client):
         "index_kind": "flat",
         "model": "all-MiniLM-L6-v2",
         "database": "sqlite",
+        "ranker": "ranker",
+        "events": 0,
     }
     assert client.get("/docs").status_code == 200
     assert "/v1/search" in client.get("/openapi.json").json()["paths"]

@@ -126,3 +126,18 @@ def test_vectors_are_checked_at_the_boundary():
         index.add(np.array([1, 1]), np.zeros((2, DIM), np.float32), ["a", "b"])
     _, keys = index.search(np.zeros((1, DIM), np.float32), 3)
     assert keys.tolist() == [[-1, -1, -1]]
+
+
+def test_filtered_hnsw_search_over_a_wide_subset_matches_oracle():
+    rng = np.random.default_rng(5)
+    vectors, queries = _unit(rng, 3000), _unit(rng, 20)
+    keys = np.arange(3000, dtype=np.int64) * 3
+    config = IndexConfig(hnsw_threshold=1000, exact_subset_max=100)
+    index = ArticleIndex.build(keys, vectors, _hashes(keys), DIM, config)
+    allowed = keys[rng.random(3000) < 0.4]  # 40%: graph search with a selector, not exact
+    _, found = index.search(queries, 10, allowed_keys=allowed)
+    assert np.isin(found[found >= 0], allowed).all()
+    mask = np.isin(keys, allowed)
+    truth = _oracle(vectors[mask], keys[mask], queries, 10)
+    recall = np.mean([len(set(a) & set(b)) / 10 for a, b in zip(found, truth, strict=True)])
+    assert recall >= 0.9
