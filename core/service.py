@@ -24,7 +24,7 @@ from core.domain import (
     as_utc,
     utcnow,
 )
-from core.errors import ArticleNotFound, InvalidInput, LimitExceeded, ModelUnavailable
+from core.errors import InvalidInput, LimitExceeded, ModelUnavailable
 from core.settings import Settings
 from core.storage import Storage
 from ranking.profile import EVENT_TYPES
@@ -348,10 +348,6 @@ class NewsroomService:
             ranker=self.recommender.head_name if self.recommender else None,
             events=self.storage.count_events(),
         )
-
-    def require_article(self, article_id: str) -> None:
-        if not self.storage.existing([article_id]):
-            raise ArticleNotFound(article_id)
 
 
 class RecommenderFactory:

@@ -221,14 +221,6 @@ class Storage:
                     found[row.key] = _row_to_article(row)  # type: ignore[arg-type]
         return found
 
-    def articles_by_ids(self, article_ids: Iterable[str]) -> dict[str, Article]:
-        found: dict[str, Article] = {}
-        with self.engine.connect() as conn:
-            for chunk in _chunks(list(article_ids)):
-                for row in conn.execute(select(ArticleRow).where(ArticleRow.id.in_(chunk))):
-                    found[row.id] = _row_to_article(row)  # type: ignore[arg-type]
-        return found
-
     def embedding_of(self, article_id: str) -> tuple[int, np.ndarray]:
         with self.engine.connect() as conn:
             row = conn.execute(
@@ -282,18 +274,6 @@ class Storage:
                 ).all()
                 if part:
                     yield _stack(part)
-
-    def keys_matching(
-        self, category: str | None = None, since: datetime | None = None
-    ) -> np.ndarray:
-        """Keys of articles passing the filters (for filtered vector search)."""
-        query = select(ArticleRow.key)
-        if category is not None:
-            query = query.where(ArticleRow.category == category)
-        if since is not None:
-            query = query.where(ArticleRow.published_at >= as_utc(since))
-        with self.engine.connect() as conn:
-            return np.fromiter((k for (k,) in conn.execute(query)), dtype=np.int64)
 
     def catalog_rows(self) -> Iterator[tuple[int, str, str, str | None, datetime | None]]:
         """(key, id, title, category, published_at) of every article, bodies left out."""
@@ -378,17 +358,6 @@ class Storage:
     def count_events(self) -> int:
         with self.engine.connect() as conn:
             return int(conn.execute(select(func.count()).select_from(EventRow)).scalar_one())
-
-    def count_profiles(self) -> int:
-        with self.engine.connect() as conn:
-            return int(conn.execute(select(func.count()).select_from(ProfileRow)).scalar_one())
-
-    def categories(self) -> dict[str, int]:
-        with self.engine.connect() as conn:
-            rows = conn.execute(
-                select(ArticleRow.category, func.count()).group_by(ArticleRow.category)
-            )
-            return {c: int(n) for c, n in rows if c is not None}
 
 
 def _stack(rows: Sequence) -> tuple[np.ndarray, np.ndarray]:

@@ -57,7 +57,7 @@ def test_update_keeps_key_and_embedding_when_text_unchanged(tmp_path):
     np.testing.assert_array_equal(storage.embedding_of("a1")[1], np.ones(4, np.float32))
 
 
-def test_filters_delete_and_embeddings_stream(tmp_path):
+def test_catalog_rows_delete_and_embeddings_stream(tmp_path):
     storage = Storage(f"sqlite:///{tmp_path / 'db.sqlite'}")
     writes = [
         _write(
@@ -72,11 +72,9 @@ def test_filters_delete_and_embeddings_stream(tmp_path):
         for i in range(6)
     ]
     keys = storage.write_articles(writes, "m")
-    sport = storage.keys_matching(category="sport")
-    assert sorted(sport.tolist()) == [keys[1], keys[3], keys[5]]
-    recent = storage.keys_matching(since=datetime(2024, 1, 4, tzinfo=UTC))
-    assert sorted(recent.tolist()) == keys[3:]
-    assert storage.categories() == {"sport": 3, "tech": 3}
+    rows = list(storage.catalog_rows())
+    assert [r[0] for r in rows] == keys
+    assert rows[1][3] == "sport" and rows[4][4] == datetime(2024, 1, 5, tzinfo=UTC)
 
     storage.delete_article("a0")
     with pytest.raises(ArticleNotFound):
