@@ -403,6 +403,8 @@ def profile_in_process(settings: Settings, users: Sequence[str], config: FeedBen
 
 # --- figure -------------------------------------------------------------------------------------
 def main(config: FeedBenchConfig) -> dict[str, Any]:
+    from api.app import limit_threads  # the server's own thread setup (imports torch)
+
     contention = CpuContention.start()
     drafts = load_agnews(config.data_dir)
     base = agnews_embeddings(drafts)
@@ -411,6 +413,9 @@ def main(config: FeedBenchConfig) -> dict[str, Any]:
     work = Path(tempfile.mkdtemp(prefix="run-", dir=config.work_root))
     data_dir = work / "data"
     settings = bench_settings(data_dir)
+    # The in-process phases run with the server's thread limits (one torch and one BLAS
+    # thread), so their figures and profile describe what `newsroom serve` does.
+    limit_threads(settings.ranking.torch_threads)
     model = model_name(Path(settings.retrieval.model_path()))
     result: dict[str, Any] = {
         "config": {
