@@ -39,9 +39,11 @@ class PopularityCounts:
 
     counts: Counter = field(default_factory=Counter)
     shown: Counter = field(default_factory=Counter)
+    _max: float = 0.0  # running maximum: recomputing it scanned every item per request
 
     def add(self, item: Hashable, n: int = 1) -> None:
         self.counts[item] += n
+        self._max = max(self._max, float(self.counts[item]))
 
     def add_shown(self, item: Hashable, n: int = 1) -> None:
         self.shown[item] += n
@@ -54,7 +56,7 @@ class PopularityCounts:
 
     @property
     def max(self) -> float:
-        return float(max(self.counts.values(), default=0))
+        return self._max
 
     def top(self, n: int) -> list[Hashable]:
         return [item for item, _ in self.counts.most_common(n)]

@@ -424,28 +424,29 @@ class Recommender:
         return Explanation(text[0].upper() + text[1:], because, signals, sources)
 
     def _diversify(self, scored: ScoredCandidates, k: int, category_cap: float | None) -> list[int]:
-        """MMR over the best candidates, with at most `category_cap` of k per category.
+        """MMR (relevance vs. similarity to what is already chosen), with at most
+        `category_cap` of k per category while other categories still have candidates.
         Returns indices into `scored`, in feed order."""
-        pool = np.argsort(-scored.scores, kind="stable")[: max(4 * k, 50)]
-        vectors = scored.vectors[pool]
-        similarity = vectors @ vectors.T  # (P, P)
-        scores = scored.scores[pool]
-        spread = scores.max() - scores.min()
+        scores = scored.scores
+        spread = float(scores.max() - scores.min())
         relevance = (scores - scores.min()) / spread if spread > 0 else np.ones_like(scores)
-        cap = len(pool) if category_cap is None else max(1, math.ceil(k * category_cap))
-        chosen: list[int] = []
-        per_category: dict[str | None, int] = {}
-        max_sim = np.zeros(len(pool))
+        cap = k if category_cap is None else max(1, math.ceil(k * category_cap))
         lam = self.config.mmr_lambda
-        available = np.ones(len(pool), dtype=bool)
+        max_sim = np.zeros(len(scores), dtype=np.float32)
+        available = np.ones(len(scores), dtype=bool)
+        chosen: list[int] = []
+        deferred: list[int] = []  # over their category's cap: used only if nothing else is left
+        per_category: dict[str | None, int] = {}
         while len(chosen) < k and available.any():
             mmr = np.where(available, lam * relevance - (1 - lam) * max_sim, -np.inf)
             best = int(mmr.argmax())
             available[best] = False
-            category = scored.entries[pool[best]].category
-            if per_category.get(category, 0) >= cap and available.any():
-                continue  # over its category's share; try the next best
+            category = scored.entries[best].category
+            if per_category.get(category, 0) >= cap:
+                deferred.append(best)
+                continue
             per_category[category] = per_category.get(category, 0) + 1
-            chosen.append(int(pool[best]))
-            max_sim = np.maximum(max_sim, similarity[best])
-        return chosen
+            chosen.append(best)
+            # (C,) one mat-vec per pick instead of a (C, C) similarity matrix up front
+            max_sim = np.maximum(max_sim, scored.vectors @ scored.vectors[best])
+        return chosen + deferred[: k - len(chosen)]
