@@ -172,24 +172,35 @@ class NewsroomService:
         return report
 
     def ingest_stream(
-        self, drafts: Iterable[ArticleDraft], batch_size: int = 1024
+        self, drafts: Iterable[ArticleDraft], batch_size: int = 1024, window: int = 8192
     ) -> Iterable[IngestReport]:
         """Offline ingest of any number of drafts, one report per batch (for progress bars).
-        Drafts that break a limit are skipped with a warning instead of failing the run."""
+        Drafts that break a limit are skipped with a warning instead of failing the run.
+
+        Within a window of drafts, batches are formed from texts of similar length: the encoder
+        pads every text of a batch to its longest, so length-sorted batches waste little."""
+        from retrieval.embedder import article_text
         from retrieval.ingest import chunked, normalise_draft
 
-        for batch in chunked(drafts, batch_size):
-            valid = []
-            for draft in batch:
+        lead = self.embedder.lead_words
+        for part in chunked(drafts, window):
+            latest: dict[str, ArticleDraft] = {}
+            for draft in part:
                 try:
-                    normalise_draft(draft, self.ingestor.limits)
-                    valid.append(draft)
+                    clean = normalise_draft(draft, self.ingestor.limits)
                 except InvalidInput as exc:
                     log.warning("skipped article %s: %s", draft.id, exc.message)
-            with self._write_lock:
-                report = self.ingestor.ingest(valid)
-                self._note_changes(report.embedded)
-            yield report
+                    continue
+                # Last write wins for a repeated id, as across two requests.
+                latest[clean.id or clean.generated_id()] = clean
+            ordered = sorted(
+                latest.values(), key=lambda d: len(article_text(d.title, d.body, lead))
+            )
+            for batch in chunked(ordered, batch_size):
+                with self._write_lock:
+                    report = self.ingestor.ingest(batch)
+                    self._note_changes(report.embedded)
+                yield report
 
     def put_article(self, article_id: str, draft: ArticleDraft) -> tuple[Article, bool]:
         """Create or replace the article `article_id`; returns (article, created)."""
