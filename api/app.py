@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -38,6 +39,11 @@ def create_app(settings: Settings, service: NewsroomService | None = None) -> Fa
         limit_threads(settings.ranking.torch_threads)
         owned = service is None
         app.state.service = service or NewsroomService.from_settings(settings)
+        # Millions of long-lived objects (catalog, profiles, co-click counts) were just built:
+        # move them out of the collector's sight, or every full collection walks them all and
+        # stalls requests for hundreds of milliseconds.
+        gc.collect()
+        gc.freeze()
         try:
             yield
         finally:

@@ -15,8 +15,9 @@
    to 20 minutes for it, before step 2, which needs it too).
 4. Feed load: 16 httpx.AsyncClient workers request `/v1/users/{user}/feed?k=20` back to back for
    random known readers (10% unknown, cold-start readers) for 45 s after a 5 s warm-up: p50, p90,
-   p99, requests/s, errors (non-200 or exceptions). Then 4 workers `POST /v1/events` batches of
-   50 for 15 s: the HTTP event ingest rate. Server VmRSS/VmHWM come from /proc.
+   p99, requests/s, errors (non-200 or exceptions); then 15 s windows at 1 and 4 clients show
+   how latency follows concurrency. Then 4 workers `POST /v1/events` batches of 50 for 15 s: the
+   HTTP event ingest rate. Server VmRSS/VmHWM come from /proc.
 5. Where the time goes: 200 `Recommender.feed` calls in-process on the same data, timed and then
    under cProfile (top 15 cumulative). `--py-spy 20` also samples the live server with py-spy
    (`pip install py-spy -c constraints.txt`) during an extra 20 s feed window.
@@ -26,7 +27,8 @@ runs on the same two cores as the server and competes with it; its CPU time (tim
 and the server's (from /proc) are reported per phase so the reader can judge.
 
 Run: `.venv/bin/python -m bench.feed_load [--duration 45] [--py-spy 20] [--keep]`
-Writes `bench/results/feed_load.json`. About 10-15 minutes on 2 cores (warm embedding cache).
+Writes `bench/results/feed_load.json`. About 5 minutes on 2 cores (warm embedding cache);
+`--keep` leaves the data dir under `var/bench-feed/` for further profiling.
 """
 
 from __future__ import annotations
@@ -108,6 +110,8 @@ class FeedBenchConfig:
     http_event_batch: int = 50
     event_warmup_s: float = 2.0
     event_duration_s: float = 15.0
+    sweep_clients: tuple[int, ...] = (1, 4)  # extra short feed windows at lower concurrency
+    sweep_s: float = 15.0
     profile_calls: int = 200  # 0: skip the in-process profile
     py_spy_s: float = 0.0  # > 0: sample the server with py-spy for this long
     ranker_wait_s: float = 1200.0
@@ -458,6 +462,10 @@ def main(config: FeedBenchConfig) -> dict[str, Any]:
             )
             log.info("feed: %s", result["feed"]["latency_ms"])
             memory["after_feed"] = server.memory_kib()
+            result["feed_sweep"] = [
+                run_window(server, feed, clients, 2.0, config.sweep_s, config)
+                for clients in config.sweep_clients
+            ]
             result["events_http"] = run_window(
                 server,
                 events_call(users, catalogue.ids, config.http_event_batch),
@@ -580,6 +588,39 @@ def _print(result: dict[str, Any], config: FeedBenchConfig) -> None:
                     f"{feed['requests_per_s']:.1f} req/s",
                     verdict(result["throughput_met"]),
                 ],
+            ],
+        )
+    )
+    sweep = sorted([*result["feed_sweep"], feed], key=lambda w: w["clients"])
+    print("\n### Feed latency against concurrency (closed loop: latency ~ clients / throughput)\n")
+    print(
+        markdown_table(
+            [
+                "clients",
+                "seconds",
+                "requests",
+                "errors",
+                "p50 ms",
+                "p90 ms",
+                "p99 ms",
+                "req/s",
+                "server CPU ms/request",
+                "server cores",
+            ],
+            [
+                [
+                    w["clients"],
+                    f"{w['duration_s']:.0f}",
+                    w["requests"],
+                    w["errors"],
+                    f"{w['latency_ms']['p50']:.1f}",
+                    f"{w['latency_ms']['p90']:.1f}",
+                    f"{w['latency_ms']['p99']:.1f}",
+                    f"{w['requests_per_s']:.1f}",
+                    f"{w['server_cpu_ms_per_request']:.2f}",
+                    f"{w['server_cpu_cores']:.2f}",
+                ]
+                for w in sweep
             ],
         )
     )
@@ -725,6 +766,13 @@ def parse_args(argv: Sequence[str] | None = None) -> FeedBenchConfig:
     parser.add_argument("--warmup", type=float, default=defaults.warmup_s)
     parser.add_argument("--duration", type=float, default=defaults.duration_s)
     parser.add_argument("--event-duration", type=float, default=defaults.event_duration_s)
+    parser.add_argument(
+        "--sweep-clients",
+        type=int,
+        nargs="*",
+        default=list(defaults.sweep_clients),
+        help="extra short feed windows at these client counts (none: skip)",
+    )
     parser.add_argument("--profile-calls", type=int, default=defaults.profile_calls)
     parser.add_argument(
         "--py-spy", type=float, default=defaults.py_spy_s, help="seconds of py-spy sampling"
@@ -740,6 +788,7 @@ def parse_args(argv: Sequence[str] | None = None) -> FeedBenchConfig:
         warmup_s=args.warmup,
         duration_s=args.duration,
         event_duration_s=args.event_duration,
+        sweep_clients=tuple(args.sweep_clients),
         profile_calls=args.profile_calls,
         py_spy_s=args.py_spy,
         ranker_wait_s=args.ranker_wait,
