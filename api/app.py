@@ -5,6 +5,7 @@ from __future__ import annotations
 import gc
 import logging
 from collections.abc import AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
@@ -44,9 +45,13 @@ def create_app(settings: Settings, service: NewsroomService | None = None) -> Fa
         # stalls requests for hundreds of milliseconds.
         gc.collect()
         gc.freeze()
+        app.state.cpu_pool = ThreadPoolExecutor(
+            max_workers=settings.limits.cpu_workers, thread_name_prefix="newsroom-cpu"
+        )
         try:
             yield
         finally:
+            app.state.cpu_pool.shutdown(wait=False, cancel_futures=True)
             if owned:
                 app.state.service.close()
 

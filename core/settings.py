@@ -72,6 +72,7 @@ class LimitsConfig(BaseModel):
     max_title_chars: int = Field(1000, ge=10)
     max_body_chars: int = Field(200_000, ge=100)
     max_bulk_events: int = Field(5000, ge=1, description="Events per request.")
+    cpu_workers: int = Field(2, ge=1, le=64, description="Threads for feed/rank scoring.")
 
 
 class Settings(BaseSettings):

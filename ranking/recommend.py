@@ -41,9 +41,10 @@ POPULARITY_TYPES = frozenset({"click", "like", "share"})
 
 @dataclass(slots=True)
 class FeedConfig:
-    similar_candidates: int = 200
-    fresh_candidates: int = 100
-    popular_candidates: int = 100
+    # ~200 candidates in all: every stage of a feed request scales with this number
+    similar_candidates: int = 120
+    fresh_candidates: int = 50
+    popular_candidates: int = 50
     mmr_lambda: float = 0.75  # 1.0 = pure relevance; lower = more diverse
     category_cap: float = 0.4  # at most this share of a feed from one category
     cold_category_cap: float = 0.25  # stricter for a new reader: show the range on offer
@@ -256,9 +257,9 @@ class Recommender:
 
     def _popular(self, n: int, category: str | None) -> list[int]:
         # Recomputing the top list from all counts on every request would dominate the feed;
-        # it is refreshed at most once a second.
+        # it is refreshed at most every 5 seconds.
         now = time.monotonic()
-        if self._popular_cache is None or now - self._popular_cache[0] > 1.0:
+        if self._popular_cache is None or now - self._popular_cache[0] > 5.0:
             self._popular_cache = (
                 now,
                 self.state.popularity.top(self.config.popular_candidates * 5),

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Path, Query
+from fastapi import APIRouter, Path, Query, Request
 
-from api.deps import ServiceDep
+from api.deps import ServiceDep, run_cpu
 from api.schemas import (
     USER_ID_PATTERN,
     ErrorOut,
@@ -33,7 +33,8 @@ def record_events(payload: EventPayload, service: ServiceDep) -> EventsOut:
 
 
 @router.get("/users/{user_id}/feed", response_model=FeedOut, responses=ERRORS)
-def user_feed(
+async def user_feed(
+    request: Request,
     user_id: UserId,
     service: ServiceDep,
     k: Annotated[int, Query(ge=1, le=1000, description="Items in the feed.")] = 20,
@@ -41,7 +42,9 @@ def user_feed(
     exclude_read: Annotated[bool, Query(description="Leave out articles already read.")] = True,
 ) -> FeedOut:
     """The reader's personalized feed; each item says why it is there."""
-    feed = service.feed(user_id, k=k, category=category, exclude_read=exclude_read)
+    feed = await run_cpu(
+        request, service.feed, user_id, k=k, category=category, exclude_read=exclude_read
+    )
     return FeedOut(
         user_id=user_id,
         items=[RankedItemOut.of(i) for i in feed.items],
@@ -51,9 +54,9 @@ def user_feed(
 
 
 @router.post("/rank", response_model=RankOut, responses=ERRORS)
-def rank(payload: RankIn, service: ServiceDep) -> RankOut:
+async def rank(request: Request, payload: RankIn, service: ServiceDep) -> RankOut:
     """Rank the CMS's own candidates for a reader with the same head as the feed."""
-    result = service.rank(payload.user_id, payload.article_ids)
+    result = await run_cpu(request, service.rank, payload.user_id, payload.article_ids)
     return RankOut(
         user_id=payload.user_id,
         items=[RankedItemOut.of(i) for i in result.items],
