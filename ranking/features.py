@@ -83,11 +83,25 @@ class CoClickCounts:
                 self.pairs[item][a] += 1
 
     def raw(self, history: Sequence[Hashable], candidates: Sequence[Hashable]) -> np.ndarray:
-        rows = [self.pairs.get(h) for h in history]
-        rows = [r for r in rows if r]
+        """(C,) summed co-occurrence counts of each candidate with the history items."""
+        rows = [r for h in history if (r := self.pairs.get(h))]
         if not rows:
             return np.zeros(len(candidates), dtype=np.float32)
-        return np.array([sum(r.get(c, 0) for r in rows) for c in candidates], dtype=np.float32)
+        index = {c: n for n, c in enumerate(candidates)}
+        if len(index) < len(candidates):  # repeated candidates: plain per-candidate sums
+            return np.array([sum(r.get(c, 0) for r in rows) for c in candidates], np.float32)
+        totals = np.zeros(len(candidates), dtype=np.float32)
+        for row in rows:
+            # Walk whichever side is shorter: popular items co-occur with thousands of others.
+            if len(row) < len(index):
+                for item, count in row.items():
+                    n = index.get(item)
+                    if n is not None:
+                        totals[n] += count
+            else:
+                for item, n in index.items():
+                    totals[n] += row.get(item, 0)
+        return totals
 
 
 def candidate_features(

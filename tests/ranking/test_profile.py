@@ -56,3 +56,17 @@ def test_dwell_weight_grows_with_time_spent_and_state_round_trips():
     copy = UserProfile.from_state("u", profile.vector_sum.tobytes(), profile.state_json())
     np.testing.assert_array_equal(copy.vector_sum, profile.vector_sum)
     assert copy.state_json() == profile.state_json()
+
+
+def test_coclick_counts_match_a_direct_sum():
+    from ranking.features import CoClickCounts
+
+    counts = CoClickCounts()
+    counts.add_basket(["a", "b", "c"])
+    counts.add_basket(["a", "c"])
+    counts.add_click(["b"], "d")
+    history, candidates = ["a", "b"], ["c", "d", "e", "b"]
+    expected = [sum(counts.pairs[h].get(c, 0) for h in history) for c in candidates]
+    assert counts.raw(history, candidates).tolist() == expected == [3, 1, 0, 1]
+    assert counts.raw(history, ["c", "c"]).tolist() == [3, 3]  # repeated candidates
+    assert counts.raw(["zz"], candidates).tolist() == [0, 0, 0, 0]
