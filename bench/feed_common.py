@@ -22,9 +22,9 @@ from typing import Any
 
 import numpy as np
 
-from bench.common import REPO_ROOT, bench_settings
+from bench.common import REPO_ROOT
+from bench.http_search import populate
 from core.domain import ArticleDraft, EventDraft
-from core.storage import ArticleWrite, Storage
 
 log = logging.getLogger(__name__)
 
@@ -62,29 +62,10 @@ def populate_articles(
     published = now - rng.uniform(0.0, days * DAY_S, size=len(vectors))
     ids = [f"feed-{i}" for i in range(len(vectors))]
     categories = np.array(
-        [(drafts[i % len(drafts)].category or "none").lower() for i in range(len(vectors))]
+        [(drafts[i % len(drafts)].category or "").lower() for i in range(len(vectors))]
     )
-    storage = Storage(bench_settings(data_dir).resolved_database_url)
-    started = time.perf_counter()
-    try:
-        for start in range(0, len(vectors), WRITE_BATCH):
-            writes = []
-            for i in range(start, min(start + WRITE_BATCH, len(vectors))):
-                source = drafts[i % len(drafts)]
-                copy = i // len(drafts)
-                draft = ArticleDraft(
-                    id=ids[i],
-                    title=source.title if copy == 0 else f"{source.title} (#{copy})",
-                    body=source.body,
-                    category=str(categories[i]),
-                    language="en",
-                    published_at=datetime.fromtimestamp(float(published[i]), UTC),
-                )
-                writes.append(ArticleWrite(draft, ids[i], draft.content_hash(), vectors[i]))
-            storage.write_articles(writes, model)
-    finally:
-        storage.close()
-    return Catalogue(ids, categories, published), time.perf_counter() - started
+    seconds = populate(data_dir, drafts, vectors, model, id_prefix="feed", published=published)
+    return Catalogue(ids, categories, published), seconds
 
 
 # --- readers ------------------------------------------------------------------------------------

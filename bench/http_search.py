@@ -30,6 +30,7 @@ import tempfile
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from types import FrameType
 from typing import Any
@@ -81,10 +82,17 @@ class HttpBenchConfig:
 
 # --- data ---------------------------------------------------------------------------------------
 def populate(
-    settings_dir: Path, drafts: Sequence[ArticleDraft], vectors: np.ndarray, model: str
+    settings_dir: Path,
+    drafts: Sequence[ArticleDraft],
+    vectors: np.ndarray,
+    model: str,
+    id_prefix: str = "bench",
+    published: np.ndarray | None = None,
 ) -> float:
-    """Store len(vectors) articles through `Storage.write_articles`; returns the seconds taken.
-    Article i carries AG News article i % len(drafts); copies get a numbered title."""
+    """Store len(vectors) articles through `Storage.write_articles` (nothing is re-encoded);
+    returns the seconds taken. Article i, id `<id_prefix>-<i>`, carries AG News article
+    i % len(drafts) (copies get a numbered title) and, if given, publication time
+    `published[i]` (epoch seconds)."""
     settings = bench_settings(settings_dir)
     settings_dir.mkdir(parents=True, exist_ok=True)
     storage = Storage(settings.resolved_database_url)
@@ -96,11 +104,14 @@ def populate(
                 source = drafts[i % len(drafts)]
                 copy = i // len(drafts)
                 draft = ArticleDraft(
-                    id=f"bench-{i}",
+                    id=f"{id_prefix}-{i}",
                     title=source.title if copy == 0 else f"{source.title} (#{copy})",
                     body=source.body,
                     category=(source.category or "").lower() or None,
                     language="en",
+                    published_at=None
+                    if published is None
+                    else datetime.fromtimestamp(float(published[i]), UTC),
                 )
                 writes.append(
                     ArticleWrite(
