@@ -194,11 +194,12 @@ class NewsroomService:
                 # Last write wins for a repeated id, as across two requests.
                 latest[clean.id or clean.generated_id()] = clean
             ordered = sorted(
-                latest.values(), key=lambda d: len(article_text(d.title, d.body, lead))
+                latest.items(),
+                key=lambda item: len(article_text(item[1].title, item[1].body, lead)),
             )
             for batch in chunked(ordered, batch_size):
                 with self._write_lock:
-                    report = self.ingestor.ingest(batch)
+                    report = self.ingestor.upsert_normalised(dict(batch))
                     self._note_changes(report.embedded)
                 yield report
 
@@ -300,7 +301,10 @@ class NewsroomService:
         keys, unknown = [], []
         for article_id in dict.fromkeys(article_ids):
             key = self.catalog.key_of(article_id)
-            (unknown.append(article_id) if key is None else keys.append(key))
+            if key is None:
+                unknown.append(article_id)
+            else:
+                keys.append(key)
         if not keys:
             raise InvalidInput("none of article_ids exists", field="article_ids")
         return RankResult(recommender.rank(user_id, keys), unknown)

@@ -66,7 +66,6 @@ class RankedItem:
     entry: CatalogEntry
     score: float
     click_probability: float
-    expected_dwell_seconds: float
     explanation: Explanation
 
 
@@ -77,7 +76,6 @@ class ScoredCandidates:
     vectors: np.ndarray  # (C, d)
     features: np.ndarray  # (C, F)
     probability: np.ndarray  # (C,) click probability from the head
-    dwell_seconds: np.ndarray  # (C,) expected dwell from the head
     freshness: np.ndarray  # (C,) in [0, 1]
     scores: np.ndarray  # (C,) what the feed ranks by
     user: UserContext
@@ -307,7 +305,8 @@ class Recommender:
                 mask = torch.zeros(1, 1, dtype=torch.bool)
             else:
                 mask = torch.ones(1, history.shape[1], dtype=torch.bool)
-            logits, dwell = self.head(
+            # The dwell head is untrained (no dwell labels in any dataset): not used in serving.
+            logits, _dwell = self.head(
                 history,
                 mask,
                 torch.from_numpy(vectors).unsqueeze(0),
@@ -323,7 +322,6 @@ class Recommender:
             vectors=vectors,
             features=features,
             probability=probability,
-            dwell_seconds=np.expm1(np.clip(dwell[0].numpy(), 0, 12)),
             freshness=freshness,
             scores=probability * ((1 - w) + w * freshness),
             user=user,
@@ -343,7 +341,6 @@ class Recommender:
                 entry=scored.entries[i],
                 score=float(scored.scores[i]),
                 click_probability=float(scored.probability[i]),
-                expected_dwell_seconds=float(scored.dwell_seconds[i]),
                 explanation=self._explain(
                     scored.features[i],
                     means,

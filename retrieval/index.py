@@ -35,6 +35,11 @@ class IndexConfig:
     exact_subset_max: int = 5_000  # filtered searches over at most this many rows are exact
 
 
+def kind_for(n_live: int, config: IndexConfig) -> IndexKind:
+    """Exact flat search while it is cheap, HNSW above the threshold."""
+    return "hnsw" if n_live > config.hnsw_threshold else "flat"
+
+
 class SnapshotError(Exception):
     """The snapshot file is missing, unreadable or made for another model/dimension."""
 
@@ -76,6 +81,7 @@ class ArticleIndex:
         self._tombstones = 0
         self._lock = threading.Lock()
         self._not_dead: faiss.IDSelector | None = None  # cached selector excluding tombstones
+        self._dead: faiss.IDSelector | None = None  # its child: the Not selector does not own it
         self._sorted: tuple[np.ndarray, np.ndarray] | None = None  # keys sorted, positions
 
     # --- construction ---------------------------------------------------------------------
@@ -88,7 +94,7 @@ class ArticleIndex:
         return index
 
     def kind_for(self, n_live: int) -> IndexKind:
-        return "hnsw" if n_live > self.config.hnsw_threshold else "flat"
+        return kind_for(n_live, self.config)
 
     @classmethod
     def build(
@@ -101,7 +107,7 @@ class ArticleIndex:
         kind: IndexKind | None = None,
     ) -> ArticleIndex:
         config = config or IndexConfig()
-        chosen = kind or ("hnsw" if len(keys) > config.hnsw_threshold else "flat")
+        chosen = kind or kind_for(len(keys), config)
         index = cls(dim, config, chosen, auto_kind=kind is None)
         index.add(keys, vectors, hashes)
         return index
@@ -302,7 +308,7 @@ class ArticleIndex:
         if self._not_dead is None:
             dead = faiss.IDSelectorBatch(np.flatnonzero(self._keys < 0).astype(np.int64))
             self._not_dead = faiss.IDSelectorNot(dead)
-            self._dead_ref = dead  # the Not selector does not own its child
+            self._dead = dead
         return self._not_dead
 
     def _params(self, selector: faiss.IDSelector | None, k: int) -> faiss.SearchParameters | None:

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import TypeVar
 
 import numpy as np
 
@@ -16,6 +17,7 @@ from retrieval.embedder import Embedder
 from retrieval.index import ArticleIndex
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 @dataclass(slots=True)
@@ -75,9 +77,10 @@ class ArticleIngestor:
         for draft in drafts:
             clean = normalise_draft(draft, self.limits)
             by_id[clean.id or clean.generated_id()] = clean
-        return self._write(by_id)
+        return self.upsert_normalised(by_id)
 
-    def _write(self, by_id: dict[str, ArticleDraft]) -> IngestReport:
+    def upsert_normalised(self, by_id: dict[str, ArticleDraft]) -> IngestReport:
+        """Upsert drafts already passed through `normalise_draft`, keyed by article id."""
         report = IngestReport()
         if not by_id:
             return report
@@ -130,8 +133,8 @@ class ArticleIngestor:
         return report
 
 
-def chunked(items: Iterable[ArticleDraft], size: int) -> Iterable[Sequence[ArticleDraft]]:
-    batch: list[ArticleDraft] = []
+def chunked(items: Iterable[T], size: int) -> Iterable[list[T]]:
+    batch: list[T] = []
     for item in items:
         batch.append(item)
         if len(batch) >= size:

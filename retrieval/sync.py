@@ -36,14 +36,20 @@ def rebuild_index(
 ) -> ArticleIndex:
     states = storage.stored_states()
     hash_of = {s.key: s.content_hash for s in states}
-    index = ArticleIndex(
-        dim, config, kind="hnsw" if len(states) > config.hnsw_threshold else "flat"
-    )
-    with tqdm(total=len(states), desc="rebuild index", unit="art", disable=not progress) as bar:
+    key_parts, vector_parts = [], []
+    with tqdm(total=len(states), desc="read embeddings", unit="art", disable=not progress) as bar:
         for keys, vectors in storage.embeddings():
-            index.add(keys, vectors, [hash_of[k] for k in keys.tolist()])
+            key_parts.append(keys)
+            vector_parts.append(vectors)
             bar.update(len(keys))
-    return index
+    if not key_parts:
+        return ArticleIndex(dim, config)
+    keys = np.concatenate(key_parts)
+    # One build of the final kind: batch-wise adds would cross the flat/HNSW threshold and
+    # compact back and forth on the way up.
+    return ArticleIndex.build(
+        keys, np.concatenate(vector_parts), [hash_of[k] for k in keys.tolist()], dim, config
+    )
 
 
 def open_index(

@@ -140,7 +140,7 @@ def test_filtered_search_over_a_wide_subset_is_exact():
     np.testing.assert_array_equal(found, _oracle(vectors[mask], keys[mask], queries, 10))
 
 
-def test_explicit_kind_is_kept_and_rebuild_is_one_build():
+def test_explicit_kind_is_kept():
     rng = np.random.default_rng(6)
     vectors = _unit(rng, 300)
     keys = np.arange(300, dtype=np.int64)

@@ -29,6 +29,4 @@ def test_top5_neighbours_share_category_on_agnews(embedder):
     neighbours = found[:, 1:]  # column 0 is the article itself
     share = float((labels[neighbours] == labels[:, None]).mean())
     print(f"AG News top-5 same-category share: {share:.3f}")
-    assert share >= FLOOR
-    # and clearly above chance (4 balanced classes)
-    assert share > 0.25 + 0.4
+    assert share >= FLOOR  # chance is 0.25 (4 balanced classes)

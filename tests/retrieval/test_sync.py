@@ -78,3 +78,30 @@ def test_changed_text_in_database_replaces_vector(settings, embedder, headline_d
     np.testing.assert_allclose(reopened.index.vector(key), stored, atol=1e-6)
     assert reopened.search("volcano lava", k=1)[0].article.id == "h2"
     reopened.close()
+
+
+def test_rebuild_builds_the_final_kind_once(tmp_path, monkeypatch):
+    from core.domain import ArticleDraft
+    from core.storage import ArticleWrite, Storage
+    from retrieval.index import ArticleIndex, IndexConfig
+    from retrieval.sync import rebuild_index
+
+    storage = Storage(f"sqlite:///{tmp_path / 'db.sqlite'}")
+    rng = np.random.default_rng(0)
+    vectors = rng.standard_normal((300, 8)).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    drafts = [ArticleDraft(id=f"a{i}", title=f"T{i}") for i in range(300)]
+    storage.write_articles(
+        [ArticleWrite(d, d.id, d.content_hash(), v) for d, v in zip(drafts, vectors, strict=True)],
+        "m",
+    )
+    stream = storage.embeddings
+    monkeypatch.setattr(storage, "embeddings", lambda: stream(batch=40))  # small reads
+
+    def no_compaction(self):
+        raise AssertionError("a rebuild must not compact (flat <-> HNSW flip-flop)")
+
+    monkeypatch.setattr(ArticleIndex, "_compact", no_compaction)
+    index = rebuild_index(storage, 8, IndexConfig(hnsw_threshold=100))
+    assert index.kind == "hnsw" and len(index) == 300
+    assert index.state() == {s.key: s.content_hash for s in storage.stored_states()}
