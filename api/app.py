@@ -12,7 +12,7 @@ from fastapi import FastAPI
 
 from api.errors import install_error_handlers
 from api.limits import BodySizeLimit
-from api.routes import articles, feed, health, search
+from api.routes import articles, feed, generation, health, search
 from core.service import NewsroomService
 from core.settings import Settings
 
@@ -70,4 +70,5 @@ def create_app(settings: Settings, service: NewsroomService | None = None) -> Fa
     app.include_router(articles.router)
     app.include_router(search.router)
     app.include_router(feed.router)
+    app.include_router(generation.router)
     return app

@@ -29,3 +29,10 @@ async def run_cpu(request: Request, fn: Callable[..., T], *args: object, **kwarg
     return await asyncio.get_running_loop().run_in_executor(
         pool, functools.partial(fn, *args, **kwargs)
     )
+
+
+async def run_generation(service: NewsroomService, fn: Callable[..., T], *args: object) -> T:
+    """Run model work on the bounded generation pool; a full queue raises `Overloaded` (503)
+    before anything is queued."""
+    future = service.require_writing().submit(fn, *args)
+    return await asyncio.wrap_future(future)

@@ -11,7 +11,14 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from api.schemas import UNION_TAGS
-from core.errors import InvalidInput, LimitExceeded, ModelUnavailable, NewsroomError, NotFound
+from core.errors import (
+    InvalidInput,
+    LimitExceeded,
+    ModelUnavailable,
+    NewsroomError,
+    NotFound,
+    Overloaded,
+)
 
 log = logging.getLogger(__name__)
 
@@ -20,6 +27,7 @@ STATUS_OF: dict[type[NewsroomError], tuple[int, str]] = {
     InvalidInput: (422, "invalid_input"),
     LimitExceeded: (413, "too_large"),
     ModelUnavailable: (503, "model_unavailable"),
+    Overloaded: (503, "overloaded"),
 }
 
 
@@ -51,14 +59,30 @@ async def _validation(_request: Request, exc: RequestValidationError) -> JSONRes
     return error_response(422, "invalid_input", message, field)
 
 
-async def _domain(_request: Request, exc: NewsroomError) -> JSONResponse:
+def status_of(exc: BaseException) -> tuple[int, str]:
     for cls in type(exc).__mro__:
         if cls in STATUS_OF:
-            status, code = STATUS_OF[cls]
-            break
-    else:
-        status, code = 400, "bad_request"
-    headers = {"Retry-After": "5"} if status == 503 else None
+            return STATUS_OF[cls]
+    if isinstance(exc, NewsroomError):
+        return 400, "bad_request"
+    return 500, "internal"
+
+
+def error_body(exc: BaseException) -> dict:
+    """The error envelope for a stream that can no longer change its status code."""
+    status, code = status_of(exc)
+    if status == 500:
+        log.error("unhandled error in a stream: %s", type(exc).__name__, exc_info=exc)
+        return {"error": {"code": code, "message": "internal error", "field": None}}
+    message = exc.message if isinstance(exc, NewsroomError) else str(exc)
+    return {"error": {"code": code, "message": message, "field": getattr(exc, "field", None)}}
+
+
+async def _domain(_request: Request, exc: NewsroomError) -> JSONResponse:
+    status, code = status_of(exc)
+    headers = None
+    if status == 503:
+        headers = {"Retry-After": str(getattr(exc, "retry_after_s", 5))}
     return error_response(status, code, exc.message, exc.field, headers)
 
 

@@ -223,3 +223,55 @@ class RankOut(BaseModel):
     user_id: str
     items: list[RankedItemOut]
     unknown_ids: list[str] = Field(description="Ids that are not in the catalog (skipped).")
+
+
+# --- generation ------------------------------------------------------------------------------
+class GeneratedOut(BaseModel):
+    text: str
+    grounded: bool = Field(description="Every number and name in `text` occurs in the sources.")
+    fallback_reason: str | None = Field(
+        None, description="Set when `text` is an extract from the source, and why."
+    )
+    template: str = Field(description="Prompt template and version, e.g. `summary@v1`.")
+    model: str = Field(description="Version of the model (base + adapter) that wrote it.")
+
+
+class SummaryOut(BaseModel):
+    article_id: str
+    user_id: str
+    segment: str = Field(description="Interest segment the summary was written for.")
+    interests: list[str]
+    summary: str
+    grounded: bool
+    fallback_reason: str | None
+    template: str
+    model: str
+    cached: bool
+
+
+class HeadlinesIn(BaseModel):
+    user_id: str | None = Field(None, pattern=USER_ID_PATTERN, max_length=128)
+    n: int = Field(3, ge=1, le=10, description="Distinct variants wanted.")
+
+
+class HeadlinesOut(BaseModel):
+    article_id: str
+    segment: str
+    headlines: list[GeneratedOut]
+    template: str
+    model: str
+    cached: bool
+
+
+class DraftIn(BaseModel):
+    brief: str = Field(min_length=1, max_length=4000, description="What the story is about.")
+    audience: str | None = Field(None, max_length=200, description="Who it is written for.")
+    related_k: int = Field(3, ge=0, le=8, description="Related articles to ground it on.")
+
+
+class DraftOut(BaseModel):
+    draft: GeneratedOut
+    headlines: list[GeneratedOut]
+    source_ids: list[str] = Field(description="Articles the draft was grounded on.")
+    template: str
+    model: str

@@ -266,3 +266,84 @@ def demo(
 
 if __name__ == "__main__":
     app()
+
+
+@app.command("finetune")
+def finetune(
+    ctx: typer.Context,
+    task: Annotated[str, typer.Option(help="headline | summary")],
+    data: Annotated[Path, typer.Option(help="BBC News Summary folder or XSum jsonl/folder.")],
+    format: Annotated[str, typer.Option("--format", help="bbc | xsum")],
+    out: Annotated[Path, typer.Option(help="Adapter folder (resumes from its checkpoint).")],
+    steps: Annotated[int, typer.Option(min=1, help="Optimizer steps.")] = 120,
+    batch_size: Annotated[int, typer.Option(min=1)] = 4,
+    learning_rate: Annotated[float, typer.Option(min=0)] = 1e-3,
+    rank: Annotated[int, typer.Option(min=1, help="LoRA rank.")] = 8,
+    seed: int = 0,
+) -> None:
+    """LoRA fine-tune the base LM for one task: checkpoints, resumable, loss PNG, eval JSON."""
+    from generation.finetune import FinetuneConfig, main
+
+    if task not in ("headline", "summary"):
+        raise typer.BadParameter("--task must be headline or summary", param_hint="--task")
+    if format not in ("bbc", "xsum"):
+        raise typer.BadParameter("--format must be bbc or xsum", param_hint="--format")
+    settings = _settings(ctx)
+    config = FinetuneConfig(
+        task=task,  # type: ignore[arg-type]
+        data=data,
+        format=format,  # type: ignore[arg-type]
+        out=out,
+        data_dir=settings.data_dir,
+        base_model=settings.generation.base_model,
+        rank=rank,
+        alpha=2 * rank,
+        learning_rate=learning_rate,
+        batch_size=batch_size,
+        max_steps=steps,
+        seed=seed,
+    )
+    report = main(config)
+    typer.echo(
+        f"saved adapter to {out}: validation loss {report['val_loss_before']:.3f} -> "
+        f"{report['val_loss_after']:.3f} in {report['steps']} steps "
+        f"({report['seconds_per_step']} s/step)"
+    )
+
+
+@app.command("eval-generation")
+def eval_generation(
+    ctx: typer.Context,
+    task: Annotated[str, typer.Option(help="headline | summary")],
+    data: Annotated[Path, typer.Option(help="BBC News Summary folder or XSum jsonl/folder.")],
+    format: Annotated[str, typer.Option("--format", help="bbc | xsum")],
+    json_out: Annotated[Path, typer.Option("--json", help="Where to write the JSON report.")],
+    limit: Annotated[int, typer.Option(min=1, help="Examples to score.")] = 50,
+    split: Annotated[
+        str, typer.Option(help="val: the fine-tune's held-out part; all: data never trained on.")
+    ] = "val",
+    examples: Annotated[Path | None, typer.Option(help="Also write every output (jsonl).")] = None,
+) -> None:
+    """Score lead / base / finetuned / served: ROUGE-1/2/L and unsupported_rate."""
+    from evaluation.generation import EvalGenerationConfig, main
+
+    if task not in ("headline", "summary"):
+        raise typer.BadParameter("--task must be headline or summary", param_hint="--task")
+    if format not in ("bbc", "xsum"):
+        raise typer.BadParameter("--format must be bbc or xsum", param_hint="--format")
+    if split not in ("val", "all"):
+        raise typer.BadParameter("--split must be val or all", param_hint="--split")
+    settings = _settings(ctx)
+    main(
+        EvalGenerationConfig(
+            task=task,  # type: ignore[arg-type]
+            data=data,
+            format=format,  # type: ignore[arg-type]
+            limit=limit,
+            json_out=json_out,
+            data_dir=settings.data_dir,
+            generation=settings.generation,
+            split=split,  # type: ignore[arg-type]
+            examples_out=examples,
+        )
+    )

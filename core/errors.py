@@ -37,3 +37,11 @@ class LimitExceeded(NewsroomError):
 
 class ModelUnavailable(NewsroomError):
     """A model or artifact the request needs is not prepared (503)."""
+
+
+class Overloaded(NewsroomError):
+    """The generation queue is full (503 with Retry-After): try again shortly."""
+
+    def __init__(self, message: str, *, retry_after_s: int = 2) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s

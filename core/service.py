@@ -27,7 +27,8 @@ from core.domain import (
 from core.errors import InvalidInput, LimitExceeded, ModelUnavailable
 from core.settings import Settings
 from core.storage import Storage
-from ranking.profile import EVENT_TYPES
+from core.writing import WritingDeps, WritingService
+from ranking.profile import EVENT_TYPES, UserProfile
 from ranking.recommend import Feed, RankedItem, Recommender
 from retrieval.catalog import ArticleCatalog
 from retrieval.embedder import Embedder
@@ -95,6 +96,7 @@ class NewsroomService:
         self._unsaved_changes = 0
         self._autosave_changes = autosave_changes
         self.sync_report: SyncReport | None = None
+        self.writing: WritingService | None = None  # set by from_settings (or a test)
 
     @classmethod
     def from_settings(
@@ -138,7 +140,22 @@ class NewsroomService:
         service.sync_report = report
         if report.changed:
             service.save_index()
+        service.writing = WritingService(settings, service.writing_deps())
         return service
+
+    def writing_deps(self) -> WritingDeps:
+        def profile_of(user_id: str) -> UserProfile | None:
+            return self.recommender.profiles.get(user_id) if self.recommender else None
+
+        def related_to_text(text: str, k: int) -> list[Article]:
+            return [hit.article for hit in self._hits(self.embedder.encode_query(text), k)]
+
+        return WritingDeps(self.storage, self.embedder, profile_of, related_to_text)
+
+    def require_writing(self) -> WritingService:
+        if self.writing is None:
+            raise ModelUnavailable("generation is not configured on this server")
+        return self.writing
 
     # --- lifecycle ------------------------------------------------------------------------
     def save_index(self) -> None:
@@ -147,6 +164,8 @@ class NewsroomService:
             self._unsaved_changes = 0
 
     def close(self) -> None:
+        if self.writing is not None:
+            self.writing.close()
         if self._unsaved_changes:
             self.save_index()
         self.storage.close()
@@ -218,6 +237,8 @@ class NewsroomService:
             self.index.remove(np.array([key], dtype=np.int64))
             self.catalog.remove(key)
             self._note_changes(1)
+        if self.writing is not None:
+            self.writing.cache.forget_article(article_id)
 
     # --- events, feed, rank -----------------------------------------------------------------
     def _require_recommender(self) -> Recommender:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib.util
 from pathlib import Path
+from typing import Literal
 
 from pydantic import BaseModel, Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -65,6 +66,28 @@ class RankingConfig(BaseModel):
     category_cap: float = Field(0.4, gt=0, le=1, description="Max share of one category.")
 
 
+class GenerationConfig(BaseModel):
+    base_model: Path | None = Field(
+        None,
+        description="Local Hugging Face causal-LM directory; default: the packaged SmolLM2-135M "
+        "GGUF, converted once into `<data_dir>/models/`.",
+    )
+    backend: Literal["torch", "ctranslate2"] = Field(
+        "ctranslate2", description="Serving backend; ctranslate2 runs an int8 copy (~2x faster)."
+    )
+    headline_adapter: Path | None = Field(
+        REPO_ROOT / "models" / "lora-headline", description="LoRA for headlines (None: base)."
+    )
+    summary_adapter: Path | None = Field(
+        REPO_ROOT / "models" / "lora-summary", description="LoRA for summaries (None: base)."
+    )
+    workers: int = Field(1, ge=1, le=8, description="Generation threads (each owns 1 core).")
+    queue_size: int = Field(8, ge=1, description="Waiting requests beyond which we answer 503.")
+    threads_per_worker: int = Field(1, ge=1, le=8)
+    segments: int = Field(8, ge=1, le=64, description="Interest segments (profile clusters).")
+    cache_size: int = Field(4096, ge=0, description="Personalized outputs kept in memory.")
+
+
 class LimitsConfig(BaseModel):
     max_request_bytes: int = Field(8_000_000, ge=1024, description="Larger bodies get 413.")
     max_bulk_articles: int = Field(1000, ge=1, description="Articles per bulk request.")
@@ -89,6 +112,7 @@ class Settings(BaseSettings):
     retrieval: RetrievalConfig = RetrievalConfig()
     ranking: RankingConfig = RankingConfig()
     limits: LimitsConfig = LimitsConfig()
+    generation: GenerationConfig = GenerationConfig()
 
     @field_validator("database_url")
     @classmethod

@@ -82,6 +82,18 @@ class ProfileRow(Base):
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
 
+class GeneratedRow(Base):
+    """Cached generation outputs (personalized summaries, headline sets), keyed by everything
+    that changes them: article content, reader segment, template version, model version."""
+
+    __tablename__ = "generated"
+
+    cache_key: Mapped[str] = mapped_column(String(255), primary_key=True)
+    article_id: Mapped[str | None] = mapped_column(String(128), index=True, nullable=True)
+    payload: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
 @dataclass(slots=True, frozen=True)
 class StoredState:
     """What the index must agree with: per live article, its key and content hash."""
@@ -238,6 +250,7 @@ class Storage:
             if key is None:
                 raise ArticleNotFound(article_id)
             conn.execute(delete(ArticleRow).where(ArticleRow.key == key))
+            conn.execute(delete(GeneratedRow).where(GeneratedRow.article_id == article_id))
         return int(key)
 
     def count_articles(self) -> int:
@@ -346,6 +359,14 @@ class Storage:
             ).first()
         return (row[0], row[1]) if row else None
 
+    def iter_profiles(self, batch: int = 5_000) -> Iterator[tuple[str, bytes, str]]:
+        """(user_id, vector bytes, state json) of every stored profile."""
+        with self.engine.connect() as conn:
+            result = conn.execution_options(yield_per=batch).execute(
+                select(ProfileRow.user_id, ProfileRow.vector, ProfileRow.state)
+            )
+            yield from ((str(u), bytes(v), str(st)) for u, v, st in result)
+
     def iter_events(self, batch: int = 10_000) -> Iterator[tuple[str, int, str]]:
         """(user_id, article_key, type) of every event in arrival order."""
         with self.engine.connect() as conn:
@@ -358,6 +379,28 @@ class Storage:
     def count_events(self) -> int:
         with self.engine.connect() as conn:
             return int(conn.execute(select(func.count()).select_from(EventRow)).scalar_one())
+
+    def get_generated(self, cache_key: str) -> str | None:
+        with self.engine.connect() as conn:
+            return conn.execute(
+                select(GeneratedRow.payload).where(GeneratedRow.cache_key == cache_key)
+            ).scalar_one_or_none()
+
+    def put_generated(self, cache_key: str, article_id: str | None, payload: str) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(delete(GeneratedRow).where(GeneratedRow.cache_key == cache_key))
+            conn.execute(
+                GeneratedRow.__table__.insert().values(
+                    cache_key=cache_key,
+                    article_id=article_id,
+                    payload=payload,
+                    created_at=utcnow(),
+                )
+            )
+
+    def count_generated(self) -> int:
+        with self.engine.connect() as conn:
+            return int(conn.execute(select(func.count()).select_from(GeneratedRow)).scalar_one())
 
 
 def _stack(rows: Sequence) -> tuple[np.ndarray, np.ndarray]:

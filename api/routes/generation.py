@@ -1,0 +1,116 @@
+"""Generation: personalized summaries (apps), headline variants (CMS), drafts (writers)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from concurrent.futures import Future
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Path, Request
+from fastapi.responses import StreamingResponse
+
+from api.deps import ServiceDep, run_generation
+from api.errors import error_body
+from api.schemas import (
+    USER_ID_PATTERN,
+    DraftIn,
+    DraftOut,
+    ErrorOut,
+    HeadlinesIn,
+    HeadlinesOut,
+    SummaryOut,
+)
+
+router = APIRouter(prefix="/v1", tags=["generation"])
+ERRORS = {
+    404: {"model": ErrorOut},
+    413: {"model": ErrorOut},
+    422: {"model": ErrorOut},
+    503: {"model": ErrorOut, "description": "Model not ready, or queue full (see Retry-After)."},
+}
+UserId = Annotated[str, Path(pattern=USER_ID_PATTERN, description="The reader's id.")]
+ArticleId = Annotated[str, Path(max_length=128, description="The article's id.")]
+
+
+@router.get(
+    "/users/{user_id}/articles/{article_id}/summary", response_model=SummaryOut, responses=ERRORS
+)
+async def personalized_summary(
+    user_id: UserId, article_id: ArticleId, service: ServiceDep
+) -> dict[str, Any]:
+    """A one-sentence summary written for the reader's interest segment; cached per
+    (article, segment, template, model)."""
+    writing = service.require_writing()
+    cached = writing.cached_summary(user_id, article_id)
+    if cached is not None:
+        return cached
+    return await run_generation(service, writing.summary, user_id, article_id)
+
+
+@router.post("/articles/{article_id}/headlines", response_model=HeadlinesOut, responses=ERRORS)
+async def headlines(
+    article_id: ArticleId, payload: HeadlinesIn, service: ServiceDep
+) -> dict[str, Any]:
+    """`n` distinct grounded headline variants, personalized when `user_id` is given."""
+    writing = service.require_writing()
+    return await run_generation(service, writing.headlines, article_id, payload.user_id, payload.n)
+
+
+def _sse(event: str, data: Any) -> str:
+    return f"event: {event}\ndata: {json.dumps(data, ensure_ascii=False)}\n\n"
+
+
+@router.post(
+    "/drafts",
+    response_model=DraftOut,
+    responses={
+        **ERRORS,
+        200: {
+            "content": {"text/event-stream": {}},
+            "description": "JSON, or with `Accept: text/event-stream` a stream of `token` "
+            "events and a final `done` event carrying the checked result.",
+        },
+    },
+)
+async def draft(request: Request, payload: DraftIn, service: ServiceDep) -> Any:
+    """A draft grounded on related articles, with headline options and the ids it used.
+    Streams tokens as server-sent events when asked to; the `done` event carries the guarded
+    result, which replaces the streamed text if the guard rejected it."""
+    writing = service.require_writing()
+    brief = writing.check_draft_request(payload.brief, payload.related_k)
+    if "text/event-stream" not in request.headers.get("accept", ""):
+        return await run_generation(
+            service, writing.draft, brief, payload.audience, payload.related_k
+        )
+
+    loop = asyncio.get_running_loop()
+    queue: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
+
+    def on_token(piece: str) -> None:
+        loop.call_soon_threadsafe(queue.put_nowait, ("token", piece))
+
+    future = writing.submit(writing.draft, brief, payload.audience, payload.related_k, on_token)
+
+    def finished(done: Future[Any]) -> None:
+        loop.call_soon_threadsafe(queue.put_nowait, ("end", done))
+
+    future.add_done_callback(finished)
+
+    async def events() -> AsyncIterator[str]:
+        while True:
+            kind, value = await queue.get()
+            if kind == "token":
+                yield _sse("token", {"text": value})
+                continue
+            error = value.exception()
+            if error is not None:
+                yield _sse("error", error_body(error))
+            else:
+                yield _sse("done", DraftOut.model_validate(value.result()).model_dump())
+            return
+
+    return StreamingResponse(
+        events(), media_type="text/event-stream", headers={"Cache-Control": "no-cache"}
+    )

@@ -1,0 +1,314 @@
+"""Headlines, summaries and drafts: prompt → model → faithfulness guard → (retry | extract).
+
+`NewsWriter` knows nothing of storage or users: the service hands it article text and, for
+personalization, a `Reader` (interest vector + top topics). Every output it returns has passed
+the guard, or is an extract from the sources and says why.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from generation.backends import DecodeOptions, LMBackend
+from generation.guard import GroundingReport, SourceFacts, sentences
+from generation.lm import model_fingerprint
+from generation.prompting import prompt_ids, task_prompt
+from prompts import RenderedPrompt, format_sources, render
+
+TASK_OPTIONS = {
+    "headline": DecodeOptions(max_new_tokens=24),
+    "summary": DecodeOptions(max_new_tokens=64),
+    "draft": DecodeOptions(max_new_tokens=200),
+}
+# Which served model writes which task: drafts have no adapter of their own.
+MODEL_FOR_TASK = {"headline": "headline", "summary": "summary", "draft": "base"}
+
+
+@dataclass(frozen=True, slots=True)
+class Generated:
+    text: str
+    grounded: bool
+    fallback_reason: str | None  # set when the text is an extract, not the model's
+    template: str
+    model: str
+    attempts: int = 1
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "text": self.text,
+            "grounded": self.grounded,
+            "fallback_reason": self.fallback_reason,
+            "template": self.template,
+            "model": self.model,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Reader:
+    """Who the output is for: an interest vector (segment centroid or profile) and topics."""
+
+    vector: np.ndarray
+    interests: list[str]
+    segment: str
+
+
+@dataclass
+class DraftResult:
+    headlines: list[Generated]
+    draft: Generated
+    source_ids: list[str]
+
+
+@dataclass
+class SourceArticle:
+    id: str
+    title: str
+    body: str
+
+    @property
+    def text(self) -> str:
+        return f"{self.title}\n{self.body}".strip()
+
+
+class ModelSet:
+    """Served models by role ('base', 'headline', 'summary'), loaded on first use."""
+
+    def __init__(
+        self,
+        loader: Callable[[Path | None], LMBackend],
+        adapters: dict[str, Path | None],
+        base_name: str = "base",
+    ) -> None:
+        self._loader = loader
+        self._adapters = {"base": None, **adapters}
+        self._base_name = base_name
+        self._loaded: dict[str, LMBackend] = {}
+        self._versions: dict[str, str] = {}
+        self._lock = threading.Lock()
+
+    def adapter_of(self, role: str) -> Path | None:
+        adapter = self._adapters.get(role)
+        if adapter is not None and not (Path(adapter) / "adapter_config.json").is_file():
+            return None  # not trained yet: serve the base model, versioned as such
+        return adapter
+
+    def version_of(self, role: str) -> str:
+        """Model version without loading the model (cache keys on the fast path)."""
+        if role not in self._versions:
+            self._versions[role] = model_fingerprint(Path(self._base_name), self.adapter_of(role))
+        return self._versions[role]
+
+    def get(self, role: str) -> LMBackend:
+        with self._lock:
+            if role not in self._loaded:
+                adapter = self.adapter_of(role)
+                # Roles sharing weights share one loaded model.
+                twin = next((r for r in self._loaded if self.adapter_of(r) == adapter), None)
+                self._loaded[role] = self._loaded[twin] if twin else self._loader(adapter)
+            return self._loaded[role]
+
+    def loaded(self) -> dict[str, str]:
+        return {role: self.version_of(role) for role in self._loaded}
+
+
+# --- output clean-up -----------------------------------------------------------------------------
+# Echoed prompt tags and invented markup ("<news_preview>") are never part of a headline.
+_TAG = re.compile(r"</?\s*[A-Za-z_][\w\-]{0,30}[^<>]{0,40}>")
+_LABEL = re.compile(r"^(headline|title|summary|answer)\s*[:\-]\s*", re.IGNORECASE)
+
+
+def clean_headline(text: str) -> str:
+    text = _TAG.sub(" ", text)
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    if not lines:
+        return ""
+    line = _LABEL.sub("", lines[0]).strip(" \"'*#\u201c\u201d\u2018\u2019")
+    words = line.split()[:20]
+    return " ".join(words).rstrip(" .;:,")
+
+
+def clean_summary(text: str) -> str:
+    text = " ".join(_TAG.sub(" ", text).split())
+    text = _LABEL.sub("", text)
+    found = sentences(text)
+    first = found[0] if found else text
+    return " ".join(first.split()[:60])
+
+
+def clean_draft(text: str) -> str:
+    text = _TAG.sub(" ", text)
+    paragraphs = [" ".join(p.split()) for p in text.split("\n") if p.strip()]
+    return "\n\n".join(paragraphs)
+
+
+CLEAN = {"headline": clean_headline, "summary": clean_summary, "draft": clean_draft}
+
+
+def lead_headline(body: str, words: int = 12) -> str:
+    """Extractive headline: the opening words of the lead sentence."""
+    found = sentences(body)
+    return " ".join((found[0] if found else body).split()[:words]).rstrip(" .;:,")
+
+
+def lead_sentence(body: str) -> str:
+    found = sentences(body)
+    return found[0] if found else " ".join(body.split()[:40])
+
+
+@dataclass
+class NewsWriter:
+    models: ModelSet
+    encode: Callable[[list[str]], np.ndarray] | None = None  # sentence embeddings, for focus
+    focus_sentences: int = 3
+    options: dict[str, DecodeOptions] = field(default_factory=lambda: dict(TASK_OPTIONS))
+
+    # --- personalization ---------------------------------------------------------------------
+    def focus(self, body: str, reader: Reader | None) -> tuple[str, str]:
+        """(text for the prompt, best extract): the passages closest to the reader first."""
+        found = sentences(body)
+        if reader is None or self.encode is None or len(found) <= self.focus_sentences:
+            return body, lead_sentence(body)
+        candidates = found[:80]
+        scores = self.encode(candidates) @ reader.vector  # (n,)
+        best = np.argsort(-scores)[: self.focus_sentences]
+        chosen = [candidates[i] for i in sorted(best)]
+        return " ".join(chosen) + "\n" + body, candidates[int(best[0])]
+
+    # --- the guarded generation loop ----------------------------------------------------------
+    def _guarded(
+        self,
+        task: str,
+        prompt: RenderedPrompt,
+        facts: SourceFacts,
+        fallback: str,
+        options: DecodeOptions,
+        on_token: Callable[[str], None] | None = None,
+    ) -> Generated:
+        backend = self.models.get(MODEL_FOR_TASK[task])
+        version = self.models.version_of(MODEL_FOR_TASK[task])
+        ids = prompt_ids(backend.tokenizer, prompt)
+        pieces: list[str] = []
+        for piece in backend.stream(ids, options):
+            pieces.append(piece)
+            if on_token is not None:
+                on_token(piece)
+        text = CLEAN[task]("".join(pieces))
+        report = facts.check(text) if text else GroundingReport(0, ["(empty output)"])
+        if report.grounded:
+            return Generated(text, True, None, prompt.template_id, version)
+        # One retry, with what the guard rejected suppressed.
+        retry = replace(options, suppress=tuple(u for u in report.unsupported if u[0] != "("))
+        second = CLEAN[task](backend.generate(ids, retry))
+        second_report = facts.check(second) if second else GroundingReport(0, ["(empty output)"])
+        if second_report.grounded:
+            return Generated(second, True, None, prompt.template_id, version, attempts=2)
+        return Generated(
+            fallback,
+            True,
+            f"extractive fallback; generated text had {report.reason() or 'no text'}",
+            prompt.template_id,
+            version,
+            attempts=2,
+        )
+
+    # --- tasks ----------------------------------------------------------------------------------
+    def summary(self, title: str, body: str, reader: Reader | None = None) -> Generated:
+        text, extract = self.focus(body, reader)
+        backend = self.models.get("summary")
+        if reader is None:
+            prompt = task_prompt(backend.tokenizer, "summary", text)
+        else:
+            prompt = task_prompt(
+                backend.tokenizer,
+                "personalized_summary",
+                text,
+                interests=", ".join(reader.interests) or "general news",
+            )
+        facts = SourceFacts([title, body])
+        return self._guarded("summary", prompt, facts, extract, self.options["summary"])
+
+    def headlines(
+        self, title: str, body: str, n: int = 1, reader: Reader | None = None
+    ) -> list[Generated]:
+        """n distinct grounded headlines: greedy first, then samples; extracts fill any gap."""
+        text, extract = self.focus(body, reader)
+        backend = self.models.get("headline")
+        if reader is None:
+            prompt = task_prompt(backend.tokenizer, "headline", text)
+        else:
+            prompt = task_prompt(
+                backend.tokenizer,
+                "personalized_headline",
+                text,
+                interests=", ".join(reader.interests) or "general news",
+            )
+        facts = SourceFacts([title, body])
+        options = self.options["headline"]
+        first = self._guarded("headline", prompt, facts, lead_headline(extract), options)
+        results = [first]
+        seen = {first.text.lower()}
+        ids = prompt_ids(backend.tokenizer, prompt)
+        for seed in range(1, 2 * n + 1):
+            if len(results) >= n:
+                break
+            sampled = replace(options, temperature=0.9, top_p=0.95, seed=seed)
+            candidate = clean_headline(backend.generate(ids, sampled))
+            if candidate and candidate.lower() not in seen and facts.check(candidate).grounded:
+                seen.add(candidate.lower())
+                results.append(
+                    Generated(
+                        candidate,
+                        True,
+                        None,
+                        prompt.template_id,
+                        self.models.version_of("headline"),
+                    )
+                )
+        extracts = [title, lead_headline(extract, 12), lead_headline(extract, 8)]
+        extracts += [lead_headline(s, words) for s in sentences(body)[:6] for words in (12, 8)]
+        for extract_text in extracts:
+            if len(results) >= n:
+                break
+            if extract_text and extract_text.lower() not in seen:
+                seen.add(extract_text.lower())
+                results.append(
+                    Generated(
+                        extract_text,
+                        True,
+                        "extractive: too few distinct grounded variants",
+                        prompt.template_id,
+                        self.models.version_of("headline"),
+                    )
+                )
+        return results[:n]
+
+    def draft(
+        self,
+        brief: str,
+        audience: str,
+        sources: list[SourceArticle],
+        on_token: Callable[[str], None] | None = None,
+        n_headlines: int = 3,
+    ) -> DraftResult:
+        leads = [(s.id, s.title + "\n" + " ".join(sentences(s.body)[:3])) for s in sources]
+        prompt = render(
+            "draft",
+            audience=audience or "a general audience",
+            brief=brief,
+            sources=format_sources(leads),
+        )
+        # The brief is the writer's own material: it may supply facts too.
+        facts = SourceFacts([brief, *(s.text for s in sources)])
+        fallback = " ".join(lead_sentence(s.body or s.title) for s in sources[:3]) or brief
+        draft = self._guarded("draft", prompt, facts, fallback, self.options["draft"], on_token)
+        # Headlines for the draft stand on the draft and the sources it was grounded on.
+        body = "\n".join([draft.text, *(s.body for s in sources[:1])])
+        headlines = self.headlines(sources[0].title if sources else "", body, n=n_headlines)
+        return DraftResult(headlines, draft, [s.id for s in sources])

@@ -1,0 +1,92 @@
+from __future__ import annotations
+
+import numpy as np
+
+from generation.writer import (
+    NewsWriter,
+    Reader,
+    SourceArticle,
+    clean_headline,
+    clean_summary,
+)
+
+TITLE = "Ad sales boost Time Warner profit"
+BODY = (
+    "Quarterly profits at US media giant Time Warner jumped 76% to $1.13bn for the three months "
+    "to December. Its film division saw profits slump 27%. The firm said sport coverage rose. "
+    "Time Warner will restate its accounts."
+)
+
+
+def test_faithful_output_is_returned_as_is(scripted) -> None:  # type: ignore[no-untyped-def]
+    models, backend = scripted(["Time Warner profits jump 76% in three months to December."])
+    result = NewsWriter(models).summary(TITLE, BODY)
+    assert result.grounded and result.fallback_reason is None
+    assert result.text == "Time Warner profits jump 76% in three months to December."
+    assert result.template == "summary@v1" and result.model
+    assert len(backend.calls) == 1
+
+
+def test_invented_number_triggers_one_retry_with_it_suppressed(scripted) -> None:  # type: ignore[no-untyped-def]
+    models, backend = scripted(["Profits jumped 95% at Time Warner.", "Time Warner profits rose."])
+    result = NewsWriter(models).summary(TITLE, BODY)
+    assert result.text == "Time Warner profits rose." and result.grounded
+    assert result.fallback_reason is None and result.attempts == 2
+    assert backend.calls[1].suppress == ("95",)
+
+
+def test_twice_unfaithful_falls_back_to_an_extract_and_says_why(scripted) -> None:  # type: ignore[no-untyped-def]
+    models, _ = scripted(["Richard Branson buys Time Warner.", "Branson buys Time Warner."])
+    result = NewsWriter(models).summary(TITLE, BODY)
+    assert result.grounded
+    assert result.text == BODY.split(". ")[0] + "."
+    assert "Branson" in (result.fallback_reason or "")
+
+
+def test_headline_variants_are_distinct_and_grounded(scripted) -> None:  # type: ignore[no-untyped-def]
+    models, _ = scripted(
+        [
+            "Time Warner profit jumps 76%",
+            "Time Warner profit jumps 76%",
+            "Film profits slump 27% at Time Warner",
+            "Made-up Corp soars 400%",
+        ]
+    )
+    variants = NewsWriter(models).headlines(TITLE, BODY, n=4)
+    texts = [v.text.lower() for v in variants]
+    assert len(variants) == 4 and len(set(texts)) == 4
+    assert all(v.grounded for v in variants)
+    assert "made-up corp soars 400%" not in texts
+    assert any(v.fallback_reason for v in variants)  # the gap was filled by an extract
+
+
+def test_reader_focus_puts_the_closest_sentence_first(scripted) -> None:  # type: ignore[no-untyped-def]
+    models, _ = scripted(["x"])
+    sentences_seen: list[list[str]] = []
+
+    def encode(texts: list[str]) -> np.ndarray:
+        sentences_seen.append(texts)
+        return np.array([[1.0, 0.0] if "sport" in t else [0.0, 1.0] for t in texts])
+
+    writer = NewsWriter(models, encode=encode, focus_sentences=1)
+    reader = Reader(np.array([1.0, 0.0], dtype=np.float32), ["sport"], "segment-0")
+    text, extract = writer.focus(BODY, reader)
+    assert extract == "The firm said sport coverage rose."
+    assert text.startswith("The firm said sport coverage rose.")
+
+
+def test_draft_uses_sources_and_streams_tokens(scripted) -> None:  # type: ignore[no-untyped-def]
+    models, _ = scripted(["Time Warner profits jumped 76%, its film division slumped 27%."])
+    pieces: list[str] = []
+    sources = [SourceArticle("a1", TITLE, BODY)]
+    result = NewsWriter(models).draft("Profits story", "investors", sources, pieces.append)
+    assert "".join(pieces).strip().startswith("Time Warner profits jumped 76%")
+    assert result.draft.grounded and result.draft.fallback_reason is None
+    assert result.source_ids == ["a1"] and len(result.headlines) == 3
+
+
+def test_output_cleanup_removes_echoed_markup_and_labels() -> None:
+    assert clean_headline('<article>\nHeadline: "Profits jump at Time Warner."\nmore') == (
+        "Profits jump at Time Warner"
+    )
+    assert clean_summary("<news>Summary: Profits rose. Then more text.") == "Profits rose."
