@@ -347,3 +347,35 @@ def eval_generation(
             examples_out=examples,
         )
     )
+
+
+@app.command("pregenerate")
+def pregenerate(
+    ctx: typer.Context,
+    top: Annotated[int, typer.Option(min=1, help="How many of the most-read articles.")] = 20,
+    segments: Annotated[int | None, typer.Option(min=1, help="Interest segments (k).")] = None,
+    refit: Annotated[bool, typer.Option(help="Re-cluster users even if segments exist.")] = False,
+) -> None:
+    """Cluster readers into interest segments (once) and cache personalized summaries of the
+    top articles for every segment."""
+    from core.service import NewsroomService
+
+    settings = _settings(ctx)
+    service = NewsroomService.from_settings(settings, progress=True)
+    try:
+        writing = service.require_writing()
+        if refit or writing.segments is None or segments is not None:
+            fitted = writing.fit_segments(segments)
+            typer.echo(f"{len(fitted.centroids)} segments from {fitted.n_users} readers:")
+            for index, label in enumerate(fitted.labels):
+                typer.echo(f"  segment-{index}: {', '.join(label) or '(no categories)'}")
+        keys: list[int] = []
+        if service.recommender is not None:
+            keys = service.recommender.state.popularity.top(top)
+        if len(keys) < top:
+            keys += [k for k in service.catalog.newest(top * 2) if k not in keys]
+        ids = [a.id for a in service.storage.articles_by_keys(keys[:top]).values()]
+        made, hit = writing.pregenerate(ids)
+        typer.echo(f"{made} summaries generated, {hit} already cached ({len(ids)} articles)")
+    finally:
+        service.close()

@@ -87,6 +87,14 @@ class GenerationConfig(BaseModel):
     segments: int = Field(8, ge=1, le=64, description="Interest segments (profile clusters).")
     cache_size: int = Field(4096, ge=0, description="Personalized outputs kept in memory.")
 
+    @field_validator("base_model", "headline_adapter", "summary_adapter", mode="before")
+    @classmethod
+    def _none_words(cls, value: object) -> object:
+        # `NEWSROOM_GENERATION__SUMMARY_ADAPTER=none` (or empty) serves the base model.
+        if isinstance(value, str) and value.strip().lower() in ("", "none", "null"):
+            return None
+        return value
+
 
 class LimitsConfig(BaseModel):
     max_request_bytes: int = Field(8_000_000, ge=1024, description="Larger bodies get 413.")

@@ -122,11 +122,14 @@ class WritingService:
 
     def summary(self, user_id: str | None, article_id: str) -> dict[str, Any]:
         article = self.deps.storage.get_article(article_id)
-        reader = self.reader_for(user_id)
+        value, cached = self._summary_for(article, self.reader_for(user_id))
+        return {**value, "user_id": user_id, "cached": cached}
+
+    def _summary_for(self, article: Article, reader: Reader | None) -> tuple[dict[str, Any], bool]:
         key = self._summary_key(article, reader)
         hit = self.cache.get(key)
         if hit:
-            return {**hit, "user_id": user_id, "cached": True}
+            return hit, True
         generated = self.writer.summary(article.title, article.body, reader)
         value = {
             "article_id": article.id,
@@ -136,7 +139,29 @@ class WritingService:
             **{k: v for k, v in generated.as_dict().items() if k != "text"},
         }
         self.cache.put(key, article.id, value)
-        return {**value, "user_id": user_id, "cached": False}
+        return value, False
+
+    def pregenerate(self, article_ids: list[str], progress: bool = True) -> tuple[int, int]:
+        """Fill the cache: each article's summary for every segment and the generic reader.
+        Returns (generated, already cached); safe to interrupt and rerun."""
+        from tqdm import tqdm
+
+        segments = self.segments
+        readers: list[Reader | None] = [None]
+        if segments is not None:
+            readers += [
+                Reader(segments.centroids[i], segments.labels[i], f"segment-{i}")
+                for i in range(len(segments.centroids))
+            ]
+        generated = cached = 0
+        jobs = [(a, r) for a in article_ids for r in readers]
+        for article_id, reader in tqdm(
+            jobs, desc="pregenerate", unit="summary", disable=not progress
+        ):
+            _, hit = self._summary_for(self.deps.storage.get_article(article_id), reader)
+            generated += not hit
+            cached += hit
+        return generated, cached
 
     # --- headlines ----------------------------------------------------------------------------
     def headlines(self, article_id: str, user_id: str | None, n: int) -> dict[str, Any]:

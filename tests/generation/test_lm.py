@@ -40,7 +40,7 @@ def test_backend_contract_on_a_tiny_model(
 def test_a_configured_directory_must_be_a_model(tmp_path: Path) -> None:
     from core.errors import ModelUnavailable
 
-    with pytest.raises(ModelUnavailable, match="config.json"):
+    with pytest.raises(ModelUnavailable, match=r"config\.json"):
         resolve_base_model(tmp_path, tmp_path)
 
 
