@@ -220,6 +220,18 @@ def serve(
     _serve(settings, host or settings.host, port or settings.port, None)
 
 
+def _prepare_generation(service: NewsroomService) -> None:
+    """Convert the packaged LM (once), build the int8 copies with the adapters merged (once),
+    load them, and group the replayed readers into interest segments if not done yet."""
+    writing = service.require_writing()
+    started = time.perf_counter()
+    versions = writing.warm()
+    typer.echo(f"generation models ready in {time.perf_counter() - started:.1f}s: {versions}")
+    if writing.segments is None and service.storage.count_events():
+        segments = writing.fit_segments()
+        typer.echo(f"{len(segments.centroids)} interest segments from {segments.n_users} readers")
+
+
 @app.command()
 def demo(
     ctx: typer.Context,
@@ -227,8 +239,11 @@ def demo(
     host: Annotated[str | None, typer.Option()] = None,
     port: Annotated[int | None, typer.Option()] = None,
     serve_api: Annotated[bool, typer.Option("--serve/--no-serve")] = True,
+    prepare_models: Annotated[
+        bool, typer.Option(help="Convert and load the generation models before serving.")
+    ] = True,
 ) -> None:
-    """Ingest the demo corpora (BBC, MIND) and serve the API."""
+    """Ingest the demo corpora (BBC, MIND), replay MIND readers, prepare models, serve."""
     from core.service import NewsroomService
 
     settings = _settings(ctx)
@@ -246,6 +261,8 @@ def demo(
         service.save_index()
         if service.recommender is not None:
             _replay(service, data)
+        if prepare_models:
+            _prepare_generation(service)
     except BaseException:
         service.close()
         raise
@@ -258,14 +275,11 @@ def demo(
         f"  health   : {base}/healthz\n"
         f"  search   : {base}/v1/search?q=election+results&k=5\n"
         f"  feed     : {base}/v1/users/mind-76954ab64be5/feed?k=10\n"
+        f"  summary  : {base}/v1/users/mind-76954ab64be5/articles/bbc-business-001/summary\n"
     )
     if serve_api:
         _serve(settings, host, port, service)
     service.close()
-
-
-if __name__ == "__main__":
-    app()
 
 
 @app.command("finetune")
@@ -379,3 +393,7 @@ def pregenerate(
         typer.echo(f"{made} summaries generated, {hit} already cached ({len(ids)} articles)")
     finally:
         service.close()
+
+
+if __name__ == "__main__":
+    app()

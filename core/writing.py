@@ -67,6 +67,12 @@ class WritingService:
     def close(self) -> None:
         self.pool.shutdown()
 
+    def warm(self) -> dict[str, str]:
+        """Load every served model now (the first load converts; later ones take seconds)."""
+        for role in ("headline", "summary", "base"):
+            self.writer.models.get(role)
+        return self.writer.models.loaded()
+
     # --- readers and segments -----------------------------------------------------------------
     def reader_for(self, user_id: str | None) -> Reader | None:
         """The user's interest segment (shared cache), else the user's own profile; None for

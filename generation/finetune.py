@@ -278,4 +278,27 @@ def main(config: FinetuneConfig, progress: bool = True) -> dict[str, Any]:
     }
     (out / "eval.json").write_text(json.dumps(report, indent=2))
     plot_losses(history, out / "loss.png", f"LoRA {config.task} ({config.format})")
+    write_model_card(out, meta, report)
     return report
+
+
+def write_model_card(out: Path, meta: dict[str, Any], report: dict[str, Any]) -> None:
+    """Replaces peft's empty template card with what this adapter actually is."""
+    config = meta["config"]
+    (out / "README.md").write_text(
+        f"# LoRA adapter: {meta['task']}\n\n"
+        f"- Base model: {meta['base_model']} (packaged GGUF, dequantised to fp32)\n"
+        f"- Prompt template: `{meta['template']}` (`prompts/`)\n"
+        f"- Data: `{Path(config['data']).name}` ({config['format']}), {meta['n_train']} "
+        f"training examples; validation split by a hash of the article text "
+        f"({config['val_fraction']:.0%}), {meta['n_val']} validation examples scored\n"
+        f"- LoRA r={config['rank']}, alpha={config['alpha']}, dropout={config['dropout']}, "
+        f"on {', '.join(LORA_TARGETS)}\n"
+        f"- {report['steps']} steps, batch {config['batch_size']}, peak lr "
+        f"{config['learning_rate']}, {report['seconds_per_step']} s/step on 2 CPU cores\n"
+        f"- Validation loss per answer token: {report['val_loss_before']:.3f} (base) -> "
+        f"{report['val_loss_after']:.3f}\n\n"
+        "Files: `adapter_model.safetensors` + `adapter_config.json` (peft), "
+        "`newsroom_adapter.json` (training config), `eval.json` (loss history), `loss.png`.\n"
+        "Made with `newsroom finetune`; quality reports: `newsroom eval-generation`.\n"
+    )
