@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import logging
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI
+from fastapi import FastAPI, Response
+from prometheus_client import CONTENT_TYPE_LATEST
 
+from api.auth import KeyRing
 from api.errors import install_error_handlers
 from api.limits import BodySizeLimit
-from api.routes import articles, feed, generation, health, search
+from api.observability import AccessLog, Metrics, ServiceCollector
+from api.routes import articles, feed, generation, health, search, users
 from core.service import NewsroomService
 from core.settings import Settings
 
@@ -29,6 +33,20 @@ def limit_threads(threads: int) -> None:
     torch.set_num_threads(threads)
     faiss.omp_set_num_threads(threads)
     threadpool_limits(limits=threads, user_api="blas")
+
+
+async def _purge_events_hourly(app: FastAPI, retention_days: float) -> None:
+    """Event retention: delete events older than the setting at start, then every hour."""
+    while True:
+        try:
+            removed = await asyncio.get_running_loop().run_in_executor(
+                app.state.cpu_pool, app.state.service.purge_expired_events, retention_days
+            )
+            if removed:
+                log.info("retention: deleted %d events older than %s days", removed, retention_days)
+        except Exception:
+            log.exception("retention purge failed; retrying in an hour")
+        await asyncio.sleep(3600)
 
 
 def create_app(settings: Settings, service: NewsroomService | None = None) -> FastAPI:
@@ -48,9 +66,16 @@ def create_app(settings: Settings, service: NewsroomService | None = None) -> Fa
         app.state.cpu_pool = ThreadPoolExecutor(
             max_workers=settings.limits.cpu_workers, thread_name_prefix="newsroom-cpu"
         )
+        retention = (
+            asyncio.create_task(_purge_events_hourly(app, settings.event_retention_days))
+            if settings.event_retention_days
+            else None
+        )
         try:
             yield
         finally:
+            if retention is not None:
+                retention.cancel()
             app.state.cpu_pool.shutdown(wait=False, cancel_futures=True)
             if owned:
                 app.state.service.close()
@@ -62,13 +87,26 @@ def create_app(settings: Settings, service: NewsroomService | None = None) -> Fa
         lifespan=lifespan,
     )
     app.state.settings = settings
+    app.state.keyring = KeyRing.from_settings(settings)
+    if not app.state.keyring.enabled:
+        log.warning("no API keys configured: the API is OPEN (set NEWSROOM_API_KEYS)")
     if service is not None:
         app.state.service = service
+    metrics = Metrics()
+    metrics.registry.register(ServiceCollector(app))
+    app.state.metrics = metrics
+
+    @app.get("/metrics", include_in_schema=False)
+    def prometheus_metrics() -> Response:
+        return Response(metrics.render(), media_type=CONTENT_TYPE_LATEST)
+
     install_error_handlers(app)
     app.add_middleware(BodySizeLimit, max_bytes=settings.limits.max_request_bytes)
+    app.add_middleware(AccessLog, metrics=metrics)
     app.include_router(health.router)
     app.include_router(articles.router)
     app.include_router(search.router)
     app.include_router(feed.router)
     app.include_router(generation.router)
+    app.include_router(users.router)
     return app

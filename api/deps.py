@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import time
 from collections.abc import Callable
 from typing import Annotated, TypeVar
 
@@ -26,13 +27,29 @@ async def run_cpu(request: Request, fn: Callable[..., T], *args: object, **kwarg
     """Run CPU-bound work on the app's small pool (one thread per core) rather than anyio's 40
     threads: fewer threads fighting over the GIL gives a shorter tail under load."""
     pool = request.app.state.cpu_pool
-    return await asyncio.get_running_loop().run_in_executor(
-        pool, functools.partial(fn, *args, **kwargs)
-    )
+    started = time.perf_counter()
+    try:
+        return await asyncio.get_running_loop().run_in_executor(
+            pool, functools.partial(fn, *args, **kwargs)
+        )
+    finally:
+        _observe(request, "cpu", fn, started)
 
 
-async def run_generation(service: NewsroomService, fn: Callable[..., T], *args: object) -> T:
+def _observe(request: Request, pool: str, fn: Callable[..., object], started: float) -> None:
+    metrics = getattr(request.app.state, "metrics", None)
+    if metrics is not None:
+        job = getattr(fn, "__name__", "job")
+        metrics.work.labels(pool, job).observe(time.perf_counter() - started)
+
+
+async def run_generation(request: Request, fn: Callable[..., T], *args: object) -> T:
     """Run model work on the bounded generation pool; a full queue raises `Overloaded` (503)
     before anything is queued."""
+    service: NewsroomService = request.app.state.service
+    started = time.perf_counter()
     future = service.require_writing().submit(fn, *args)
-    return await asyncio.wrap_future(future)
+    try:
+        return await asyncio.wrap_future(future)
+    finally:
+        _observe(request, "generation", fn, started)

@@ -12,12 +12,14 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from api.schemas import UNION_TAGS
 from core.errors import (
+    Forbidden,
     InvalidInput,
     LimitExceeded,
     ModelUnavailable,
     NewsroomError,
     NotFound,
     Overloaded,
+    Unauthorized,
 )
 
 log = logging.getLogger(__name__)
@@ -28,6 +30,8 @@ STATUS_OF: dict[type[NewsroomError], tuple[int, str]] = {
     LimitExceeded: (413, "too_large"),
     ModelUnavailable: (503, "model_unavailable"),
     Overloaded: (503, "overloaded"),
+    Unauthorized: (401, "unauthorized"),
+    Forbidden: (403, "forbidden"),
 }
 
 
@@ -81,6 +85,8 @@ def error_body(exc: BaseException) -> dict:
 async def _domain(_request: Request, exc: NewsroomError) -> JSONResponse:
     status, code = status_of(exc)
     headers = None
+    if status == 401:
+        headers = {"WWW-Authenticate": "Bearer"}
     if status == 503:
         headers = {"Retry-After": str(getattr(exc, "retry_after_s", 5))}
     return error_response(status, code, exc.message, exc.field, headers)

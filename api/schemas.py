@@ -275,3 +275,16 @@ class DraftOut(BaseModel):
     source_ids: list[str] = Field(description="Articles the draft was grounded on.")
     template: str
     model: str
+
+
+# --- readers (privacy) ---------------------------------------------------------------------------
+class UserDeletedOut(BaseModel):
+    user_id: str
+    deleted: dict[str, int] = Field(description="Rows removed: events, profiles, generated.")
+
+
+class UserExportOut(BaseModel):
+    user_id: str
+    events: list[dict[str, Any]]
+    profile: dict[str, Any] | None
+    generated: list[dict[str, Any]] = Field(description="Outputs written for this reader alone.")

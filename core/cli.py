@@ -206,7 +206,10 @@ def _serve(settings: Settings, host: str, port: int, service: NewsroomService | 
 
     from api.app import create_app
 
-    uvicorn.run(create_app(settings, service), host=host, port=port, log_level="info")
+    # access_log off: uvicorn logs raw paths (reader ids); api.observability logs route templates.
+    uvicorn.run(
+        create_app(settings, service), host=host, port=port, log_level="info", access_log=False
+    )
 
 
 @app.command()
@@ -269,6 +272,18 @@ def demo(
     host = host or settings.host
     port = port or settings.port
     base = f"http://{host}:{port}"
+    if settings.api_keys is None and settings.api_keys_file is None:
+        from api.auth import write_demo_keys
+
+        keys_path = settings.data_dir / "api_keys"
+        keys = write_demo_keys(keys_path)
+        typer.echo(f"\nAPI keys (kept in {keys_path}, mode 0600; send as Authorization: Bearer):")
+        for role, key in keys.items():
+            typer.echo(f"  {role:<7}{key}")
+        typer.echo(
+            f'  e.g. curl -H "Authorization: Bearer {keys["app"]}" '
+            f"{base}/v1/users/mind-76954ab64be5/feed?k=5"
+        )
     typer.echo(
         f"\nNewsroom is ready with {len(service.index)} articles.\n"
         f"  API docs : {base}/docs\n"

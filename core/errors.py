@@ -45,3 +45,11 @@ class Overloaded(NewsroomError):
     def __init__(self, message: str, *, retry_after_s: int = 2) -> None:
         super().__init__(message)
         self.retry_after_s = retry_after_s
+
+
+class Unauthorized(NewsroomError):
+    """No API key, or one the server does not know (401)."""
+
+
+class Forbidden(NewsroomError):
+    """A valid key whose role may not do this (403)."""

@@ -9,7 +9,7 @@ import time
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import numpy as np
@@ -24,7 +24,7 @@ from core.domain import (
     as_utc,
     utcnow,
 )
-from core.errors import InvalidInput, LimitExceeded, ModelUnavailable
+from core.errors import InvalidInput, LimitExceeded, ModelUnavailable, UnknownUser
 from core.settings import Settings
 from core.storage import Storage
 from core.writing import WritingDeps, WritingService
@@ -60,6 +60,25 @@ class Health:
     database: str
     ranker: str | None
     events: int
+
+
+def user_id_key(settings: Settings) -> bytes:
+    """The pseudonymisation key: from settings, else created once beside the data (0600)."""
+    if settings.user_id_secret is not None:
+        return settings.user_id_secret.get_secret_value().encode()
+    path = settings.data_dir / "user_id_secret"
+    if not path.is_file():
+        import os
+        import secrets
+
+        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:  # another process created it first: use theirs
+            return path.read_bytes().strip()
+        with os.fdopen(descriptor, "w") as handle:
+            handle.write(secrets.token_hex(32))
+    return path.read_bytes().strip()
 
 
 class NewsroomService:
@@ -104,7 +123,7 @@ class NewsroomService:
     ) -> NewsroomService:
         """Open storage, load the embedder (unless one is shared in) and the index."""
         settings.data_dir.mkdir(parents=True, exist_ok=True)
-        storage = Storage(settings.resolved_database_url)
+        storage = Storage(settings.resolved_database_url, user_id_key(settings))
         rc = settings.retrieval
         if embedder is None:
             embedder = Embedder(rc.model_path(), rc.batch_size, rc.lead_words, rc.query_cache_size)
@@ -239,6 +258,58 @@ class NewsroomService:
             self._note_changes(1)
         if self.writing is not None:
             self.writing.cache.forget_article(article_id)
+
+    # --- readers: export, deletion, retention ---------------------------------------------
+    def export_user(self, user_id: str) -> dict:
+        """Everything stored about a reader: events, profile, outputs written for them alone."""
+        profile = self.recommender.profiles.get(user_id) if self.recommender else None
+        generated = []
+        if self.writing is not None:
+            generated = self.writing.outputs_for_user(user_id)
+        return {
+            "user_id": user_id,
+            "events": self.storage.user_events(user_id),
+            "profile": None
+            if profile is None
+            else {
+                "n_events": profile.n_events,
+                "categories": profile.category_affinity(),
+                "history": [
+                    a.id for a in self.storage.articles_by_keys(list(profile.history)).values()
+                ],
+                "dismissed": [
+                    a.id for a in self.storage.articles_by_keys(list(profile.dismissed)).values()
+                ],
+            },
+            "generated": generated,
+        }
+
+    def delete_user(self, user_id: str) -> dict[str, int]:
+        """Remove the reader's events, profile, per-reader outputs and their share of the live
+        popularity and co-click counts (rebuilt from the remaining events)."""
+        marker = self.writing.user_marker(user_id) if self.writing else "\x00"
+        with self._write_lock:
+            removed = self.storage.delete_user(user_id, marker)
+            if self.recommender is not None:
+                self.recommender.profiles.forget([user_id])
+                from ranking.recommend import InteractionState
+
+                self.recommender.state = InteractionState.from_storage(self.storage)
+            if self.writing is not None:
+                self.writing.forget_user(user_id)
+        if not removed["events"] and not removed["profiles"]:
+            raise UnknownUser(user_id)
+        return removed
+
+    def purge_expired_events(self, retention_days: float) -> int:
+        cutoff = utcnow() - timedelta(days=retention_days)
+        with self._write_lock:
+            removed = self.storage.delete_events_before(cutoff)
+            if removed and self.recommender is not None:
+                from ranking.recommend import InteractionState
+
+                self.recommender.state = InteractionState.from_storage(self.storage)
+        return removed
 
     # --- events, feed, rank -----------------------------------------------------------------
     def _require_recommender(self) -> Recommender:

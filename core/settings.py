@@ -10,7 +10,7 @@ import importlib.util
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, Field, field_validator
+from pydantic import BaseModel, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -114,6 +114,20 @@ class Settings(BaseSettings):
     data_dir: Path = Field(Path("var"), description="Database, index snapshot, models, caches.")
     database_url: str | None = Field(
         None, description="SQLAlchemy URL; default: SQLite file `newsroom.db` in the data dir."
+    )
+    api_keys: SecretStr | None = Field(
+        None,
+        description="`role=key,role=key` (roles: cms, writer, app, admin). Without keys (here, "
+        "in `api_keys_file` or in `<data_dir>/api_keys`) the API is open: development only.",
+    )
+    api_keys_file: Path | None = Field(None, description="A file of `role=key` lines.")
+    user_id_secret: SecretStr | None = Field(
+        None,
+        description="HMAC key that pseudonymises reader ids at rest; default: a random key "
+        "created once in `<data_dir>/user_id_secret` (0600). Changing it orphans stored events.",
+    )
+    event_retention_days: float | None = Field(
+        None, gt=0, description="Events older than this are deleted (at start and hourly)."
     )
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=1, le=65535)

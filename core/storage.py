@@ -6,6 +6,8 @@ index can always be rebuilt without re-encoding. Only portable SQL is used (no d
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import logging
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -157,13 +159,22 @@ def make_engine(url: str) -> Engine:
 class Storage:
     """Articles (and, with later stages, events) behind a small typed interface."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, user_id_key: bytes | None = None) -> None:
+        # Reader ids are pseudonymised at rest with a keyed HMAC: the database alone does not
+        # say who read what. Without a key (unit tests of storage itself) ids are stored as is.
+        self._user_id_key = user_id_key
         self.url = url
         self.engine = make_engine(url)
         Base.metadata.create_all(self.engine)
 
     def close(self) -> None:
         self.engine.dispose()
+
+    def pseudonym(self, user_id: str) -> str:
+        if self._user_id_key is None:
+            return user_id
+        digest = hmac.new(self._user_id_key, user_id.encode(), hashlib.sha256).hexdigest()
+        return "p_" + digest[:40]
 
     # --- articles -------------------------------------------------------------------------
     def existing(self, article_ids: Sequence[str]) -> dict[str, StoredState]:
@@ -326,7 +337,7 @@ class Storage:
                     [
                         {
                             "event_id": e.event_id,
-                            "user_id": e.user_id,
+                            "user_id": self.pseudonym(e.user_id),
                             "article_key": e.article_key,
                             "type": e.type,
                             "dwell_ms": e.dwell_ms,
@@ -335,6 +346,7 @@ class Storage:
                         for e in events
                     ],
                 )
+            profiles = [(self.pseudonym(user), v, st) for user, v, st in profiles]
             users = [user for user, _, _ in profiles]
             existing: set[str] = set()
             for chunk in _chunks(users):
@@ -355,7 +367,9 @@ class Storage:
     def load_profile(self, user_id: str) -> tuple[bytes, str] | None:
         with self.engine.connect() as conn:
             row = conn.execute(
-                select(ProfileRow.vector, ProfileRow.state).where(ProfileRow.user_id == user_id)
+                select(ProfileRow.vector, ProfileRow.state).where(
+                    ProfileRow.user_id == self.pseudonym(user_id)
+                )
             ).first()
         return (row[0], row[1]) if row else None
 
@@ -380,6 +394,44 @@ class Storage:
         with self.engine.connect() as conn:
             return int(conn.execute(select(func.count()).select_from(EventRow)).scalar_one())
 
+    # --- readers: export, deletion, retention ---------------------------------------------
+    def user_events(self, user_id: str) -> list[dict]:
+        """Every stored event of the reader, oldest first, with the article's id."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                select(
+                    EventRow.event_id, ArticleRow.id, EventRow.type, EventRow.dwell_ms, EventRow.ts
+                )
+                .join(ArticleRow, ArticleRow.key == EventRow.article_key, isouter=True)
+                .where(EventRow.user_id == self.pseudonym(user_id))
+                .order_by(EventRow.seq)
+            ).all()
+        return [
+            {"event_id": e, "article_id": a, "type": t, "dwell_ms": d, "ts": as_utc(ts)}
+            for e, a, t, d, ts in rows
+        ]
+
+    def delete_user(self, user_id: str, generated_marker: str) -> dict[str, int]:
+        """Remove the reader's events, profile and the generated outputs whose cache key holds
+        `generated_marker` (outputs written for this reader alone), in one transaction."""
+        pseudonym = self.pseudonym(user_id)
+        with self.engine.begin() as conn:
+            events = conn.execute(delete(EventRow).where(EventRow.user_id == pseudonym))
+            profiles = conn.execute(delete(ProfileRow).where(ProfileRow.user_id == pseudonym))
+            generated = conn.execute(
+                delete(GeneratedRow).where(GeneratedRow.cache_key.contains(generated_marker))
+            )
+        return {
+            "events": int(events.rowcount or 0),
+            "profiles": int(profiles.rowcount or 0),
+            "generated": int(generated.rowcount or 0),
+        }
+
+    def delete_events_before(self, cutoff: datetime) -> int:
+        with self.engine.begin() as conn:
+            result = conn.execute(delete(EventRow).where(EventRow.ts < cutoff))
+        return int(result.rowcount or 0)
+
     def get_generated(self, cache_key: str) -> str | None:
         with self.engine.connect() as conn:
             return conn.execute(
@@ -396,6 +448,15 @@ class Storage:
                     payload=payload,
                     created_at=utcnow(),
                 )
+            )
+
+    def generated_matching(self, marker: str) -> list[str]:
+        """Payloads whose cache key contains `marker` (a reader's own outputs, for export)."""
+        with self.engine.connect() as conn:
+            return list(
+                conn.execute(
+                    select(GeneratedRow.payload).where(GeneratedRow.cache_key.contains(marker))
+                ).scalars()
             )
 
     def count_generated(self) -> int:

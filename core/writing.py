@@ -7,6 +7,7 @@ sees text; this layer owns ids, caching and personalization context.
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 from collections.abc import Callable
@@ -87,7 +88,20 @@ class WritingService:
         if segments is not None and segments.centroids.shape[1] == vector.shape[0]:
             index = segments.assign(vector)
             return Reader(segments.centroids[index], segments.labels[index], f"segment-{index}")
-        return Reader(vector, profile.top_categories(3), f"user-{user_id}")
+        return Reader(vector, profile.top_categories(3), self.user_marker(user_id))
+
+    def user_marker(self, user_id: str) -> str:
+        """Segment name of outputs written for one reader alone: pseudonymous, like the rows."""
+        return f"user-{self.deps.storage.pseudonym(user_id)}"
+
+    def outputs_for_user(self, user_id: str) -> list[dict[str, Any]]:
+        return [
+            json.loads(p) for p in self.deps.storage.generated_matching(self.user_marker(user_id))
+        ]
+
+    def forget_user(self, user_id: str) -> None:
+        marker = self.user_marker(user_id)
+        self.cache.forget_where(lambda value: value.get("segment") == marker)
 
     def fit_segments(self, k: int | None = None) -> InterestSegments:
         from ranking.profile import UserProfile

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import threading
 from collections import OrderedDict
+from collections.abc import Callable
 from typing import Any, Protocol
 
 
@@ -54,8 +55,11 @@ class GenerationCache:
         self._remember(key, value)
 
     def forget_article(self, article_id: str) -> None:
+        self.forget_where(lambda value: value.get("article_id") == article_id)
+
+    def forget_where(self, predicate: Callable[[dict[str, Any]], bool]) -> None:
         with self._lock:
-            for key in [k for k, v in self._memory.items() if v.get("article_id") == article_id]:
+            for key in [k for k, v in self._memory.items() if predicate(v)]:
                 del self._memory[key]
 
     def _remember(self, key: str, value: dict[str, Any]) -> None:

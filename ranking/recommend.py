@@ -208,7 +208,10 @@ class Recommender:
         for profile in profiles:
             self.profiles.remember(profile)
         for event in events:
-            self.state.apply(event.user_id, event.article_key, event.type)
+            # Keyed like the stored events it is rebuilt from at start: by pseudonym.
+            self.state.apply(
+                self.profiles.storage.pseudonym(event.user_id), event.article_key, event.type
+            )
 
     # --- feed -------------------------------------------------------------------------------
     def feed(

@@ -6,6 +6,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Path, Query, Response, status
 
+from api.auth import allow
 from api.deps import ServiceDep
 from api.schemas import (
     ARTICLE_ID_PATTERN,
@@ -25,7 +26,9 @@ ArticleId = Annotated[str, Path(pattern=ARTICLE_ID_PATTERN, description="The art
 ERRORS = {404: {"model": ErrorOut}, 413: {"model": ErrorOut}, 422: {"model": ErrorOut}}
 
 
-@router.post("", response_model=ArticleOut, status_code=201, responses=ERRORS)
+@router.post(
+    "", response_model=ArticleOut, status_code=201, responses=ERRORS, dependencies=[allow("cms")]
+)
 def create_article(article: ArticleIn, service: ServiceDep, response: Response) -> ArticleOut:
     """Upsert one article (by `id`); 201 when created, 200 when it existed."""
     report = service.ingest([article.to_draft()])
@@ -34,7 +37,7 @@ def create_article(article: ArticleIn, service: ServiceDep, response: Response) 
     return ArticleOut.of(service.get_article(report.ids[0]))
 
 
-@router.post("/bulk", response_model=IngestOut, responses=ERRORS)
+@router.post("/bulk", response_model=IngestOut, responses=ERRORS, dependencies=[allow("cms")])
 def ingest_bulk(batch: ArticleBulkIn, service: ServiceDep) -> IngestOut:
     """Upsert many articles in one transaction; unchanged text is not re-embedded."""
     report = service.ingest([a.to_draft() for a in batch.articles])
@@ -46,12 +49,19 @@ def ingest_bulk(batch: ArticleBulkIn, service: ServiceDep) -> IngestOut:
     )
 
 
-@router.get("/{article_id}", response_model=ArticleOut, responses=ERRORS)
+@router.get(
+    "/{article_id}",
+    response_model=ArticleOut,
+    responses=ERRORS,
+    dependencies=[allow("cms", "writer", "app")],
+)
 def get_article(article_id: ArticleId, service: ServiceDep) -> ArticleOut:
     return ArticleOut.of(service.get_article(article_id))
 
 
-@router.put("/{article_id}", response_model=ArticleOut, responses=ERRORS)
+@router.put(
+    "/{article_id}", response_model=ArticleOut, responses=ERRORS, dependencies=[allow("cms")]
+)
 def put_article(
     article_id: ArticleId, article: ArticleIn, service: ServiceDep, response: Response
 ) -> ArticleOut:
@@ -65,13 +75,18 @@ def put_article(
     return ArticleOut.of(stored)
 
 
-@router.delete("/{article_id}", status_code=204, responses=ERRORS)
+@router.delete("/{article_id}", status_code=204, responses=ERRORS, dependencies=[allow("cms")])
 def delete_article(article_id: ArticleId, service: ServiceDep) -> Response:
     service.delete_article(article_id)
     return Response(status_code=204)
 
 
-@router.get("/{article_id}/related", response_model=SearchOut, responses=ERRORS)
+@router.get(
+    "/{article_id}/related",
+    response_model=SearchOut,
+    responses=ERRORS,
+    dependencies=[allow("cms", "writer")],
+)
 def related_articles(
     article_id: ArticleId,
     service: ServiceDep,

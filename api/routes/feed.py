@@ -6,6 +6,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Path, Query, Request
 
+from api.auth import allow
 from api.deps import ServiceDep, run_cpu
 from api.schemas import (
     USER_ID_PATTERN,
@@ -24,7 +25,7 @@ ERRORS = {413: {"model": ErrorOut}, 422: {"model": ErrorOut}, 503: {"model": Err
 UserId = Annotated[str, Path(pattern=USER_ID_PATTERN, description="The reader's id.")]
 
 
-@router.post("/events", response_model=EventsOut, responses=ERRORS)
+@router.post("/events", response_model=EventsOut, responses=ERRORS, dependencies=[allow("app")])
 def record_events(payload: EventPayload, service: ServiceDep) -> EventsOut:
     """One event, or `{"events": [...]}`. Idempotent by `event_id`."""
     events = payload.events if isinstance(payload, EventBatchIn) else [payload]
@@ -32,7 +33,12 @@ def record_events(payload: EventPayload, service: ServiceDep) -> EventsOut:
     return EventsOut(accepted=report.accepted, duplicates=report.duplicates)
 
 
-@router.get("/users/{user_id}/feed", response_model=FeedOut, responses=ERRORS)
+@router.get(
+    "/users/{user_id}/feed",
+    response_model=FeedOut,
+    responses=ERRORS,
+    dependencies=[allow("cms", "app")],
+)
 async def user_feed(
     request: Request,
     user_id: UserId,
@@ -53,7 +59,7 @@ async def user_feed(
     )
 
 
-@router.post("/rank", response_model=RankOut, responses=ERRORS)
+@router.post("/rank", response_model=RankOut, responses=ERRORS, dependencies=[allow("cms")])
 async def rank(request: Request, payload: RankIn, service: ServiceDep) -> RankOut:
     """Rank the CMS's own candidates for a reader with the same head as the feed."""
     result = await run_cpu(request, service.rank, payload.user_id, payload.article_ids)

@@ -11,6 +11,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Path, Request
 from fastapi.responses import StreamingResponse
 
+from api.auth import allow
 from api.deps import ServiceDep, run_generation
 from api.errors import error_body
 from api.schemas import (
@@ -35,10 +36,13 @@ ArticleId = Annotated[str, Path(max_length=128, description="The article's id.")
 
 
 @router.get(
-    "/users/{user_id}/articles/{article_id}/summary", response_model=SummaryOut, responses=ERRORS
+    "/users/{user_id}/articles/{article_id}/summary",
+    response_model=SummaryOut,
+    responses=ERRORS,
+    dependencies=[allow("app")],
 )
 async def personalized_summary(
-    user_id: UserId, article_id: ArticleId, service: ServiceDep
+    request: Request, user_id: UserId, article_id: ArticleId, service: ServiceDep
 ) -> dict[str, Any]:
     """A one-sentence summary written for the reader's interest segment; cached per
     (article, segment, template, model)."""
@@ -46,16 +50,21 @@ async def personalized_summary(
     cached = writing.cached_summary(user_id, article_id)
     if cached is not None:
         return cached
-    return await run_generation(service, writing.summary, user_id, article_id)
+    return await run_generation(request, writing.summary, user_id, article_id)
 
 
-@router.post("/articles/{article_id}/headlines", response_model=HeadlinesOut, responses=ERRORS)
+@router.post(
+    "/articles/{article_id}/headlines",
+    response_model=HeadlinesOut,
+    responses=ERRORS,
+    dependencies=[allow("cms", "writer")],
+)
 async def headlines(
-    article_id: ArticleId, payload: HeadlinesIn, service: ServiceDep
+    request: Request, article_id: ArticleId, payload: HeadlinesIn, service: ServiceDep
 ) -> dict[str, Any]:
     """`n` distinct grounded headline variants, personalized when `user_id` is given."""
     writing = service.require_writing()
-    return await run_generation(service, writing.headlines, article_id, payload.user_id, payload.n)
+    return await run_generation(request, writing.headlines, article_id, payload.user_id, payload.n)
 
 
 def _sse(event: str, data: Any) -> str:
@@ -64,6 +73,7 @@ def _sse(event: str, data: Any) -> str:
 
 @router.post(
     "/drafts",
+    dependencies=[allow("writer")],
     response_model=DraftOut,
     responses={
         **ERRORS,
@@ -82,7 +92,7 @@ async def draft(request: Request, payload: DraftIn, service: ServiceDep) -> Any:
     brief = writing.check_draft_request(payload.brief, payload.related_k)
     if "text/event-stream" not in request.headers.get("accept", ""):
         return await run_generation(
-            service, writing.draft, brief, payload.audience, payload.related_k
+            request, writing.draft, brief, payload.audience, payload.related_k
         )
 
     loop = asyncio.get_running_loop()

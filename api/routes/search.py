@@ -7,13 +7,19 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query
 
+from api.auth import allow
 from api.deps import ServiceDep
 from api.schemas import ErrorOut, SearchOut, SearchResultOut
 
 router = APIRouter(prefix="/v1", tags=["search"])
 
 
-@router.get("/search", response_model=SearchOut, responses={422: {"model": ErrorOut}})
+@router.get(
+    "/search",
+    response_model=SearchOut,
+    responses={422: {"model": ErrorOut}},
+    dependencies=[allow("cms", "writer")],
+)
 def search(
     service: ServiceDep,
     q: Annotated[str, Query(min_length=1, max_length=1000, description="Query text.")],

@@ -81,7 +81,9 @@ def test_personalized_summary_is_grounded_and_then_cached(
     assert first.status_code == 200, first.text
     body = first.json()
     assert body["cached"] is False and body["grounded"] is True
-    assert body["segment"] == "user-reader-1" and body["interests"] == ["sport"]
+    # Written for this reader alone (no segments fitted): named by pseudonym, never by id.
+    assert body["segment"].startswith("user-p_") and "reader-1" not in body["segment"]
+    assert body["interests"] == ["sport"]
     assert body["template"] == "personalized_summary@v1" and body["model"]
     assert body["summary"]
     second = gen_client.get("/v1/users/reader-1/articles/council/summary").json()

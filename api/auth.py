@@ -1,0 +1,120 @@
+"""API keys and roles. `Authorization: Bearer KEY`; each key has one role.
+
+| role   | may |
+|--------|-----|
+| cms    | write articles, read them, search, feed, rank, headline variants |
+| writer | drafts, headline variants, search, read articles |
+| app    | personalized summaries, events, feed, read articles |
+| admin  | everything, including user deletion and export |
+
+Keys are kept only as SHA-256 digests and compared in constant time against every known key
+(no early exit), so neither the comparison nor its position leaks a key. Keys never reach a log.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from fastapi import Depends, Request
+
+from core.errors import Forbidden, Unauthorized
+from core.settings import Settings
+
+log = logging.getLogger(__name__)
+
+Role = Literal["cms", "writer", "app", "admin"]
+ROLES: tuple[Role, ...] = ("cms", "writer", "app", "admin")
+KEYS_FILE_NAME = "api_keys"
+MIN_KEY_CHARS = 16
+
+
+def _digest(key: str) -> bytes:
+    return hashlib.sha256(key.encode()).digest()
+
+
+@dataclass(frozen=True)
+class KeyRing:
+    entries: tuple[tuple[str, bytes], ...] = ()
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.entries)
+
+    @classmethod
+    def parse(cls, text: str, source: str) -> KeyRing:
+        """`role=key` items separated by commas or newlines; `#` starts a comment line."""
+        entries = []
+        for raw in text.replace(",", "\n").splitlines():
+            item = raw.strip()
+            if not item or item.startswith("#"):
+                continue
+            role, sep, key = item.partition("=")
+            role, key = role.strip(), key.strip()
+            if not sep or role not in ROLES:
+                raise ValueError(
+                    f"{source}: each entry must be role=key with role one of {', '.join(ROLES)}"
+                )
+            if len(key) < MIN_KEY_CHARS:
+                raise ValueError(f"{source}: a {role} key is shorter than {MIN_KEY_CHARS} chars")
+            entries.append((role, _digest(key)))
+        return cls(tuple(entries))
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> KeyRing:
+        if settings.api_keys is not None:
+            return cls.parse(settings.api_keys.get_secret_value(), "NEWSROOM_API_KEYS")
+        path = settings.api_keys_file or settings.data_dir / KEYS_FILE_NAME
+        if path.is_file():
+            return cls.parse(path.read_text(encoding="utf-8"), str(path))
+        if settings.api_keys_file is not None:
+            raise ValueError(f"NEWSROOM_API_KEYS_FILE={path} does not exist")
+        return cls()
+
+    def role_of(self, presented: str) -> str | None:
+        digest = _digest(presented)
+        found = None
+        for role, known in self.entries:
+            if hmac.compare_digest(digest, known) and found is None:
+                found = role
+        return found
+
+
+def write_demo_keys(path: Path) -> dict[str, str]:
+    """One fresh key per role in a 0600 file (kept if it exists); returns role -> key."""
+    import os
+    import secrets
+
+    if path.is_file():
+        pairs = [line.split("=", 1) for line in path.read_text().splitlines() if "=" in line]
+        return {role.strip(): key.strip() for role, key in pairs}
+    keys = {role: f"nr_{role}_{secrets.token_urlsafe(24)}" for role in ROLES}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(descriptor, "w") as handle:
+        handle.write("".join(f"{role}={key}\n" for role, key in keys.items()))
+    return keys
+
+
+def allow(*roles: Role) -> object:
+    """A route dependency: the caller's key must have one of `roles` (admin always passes)."""
+
+    async def check(request: Request) -> None:
+        ring: KeyRing = request.app.state.keyring
+        if not ring.enabled:
+            return
+        scheme, _, token = request.headers.get("authorization", "").partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            raise Unauthorized("send an API key as `Authorization: Bearer <key>`")
+        role = ring.role_of(token.strip())
+        if role is None:
+            raise Unauthorized("unknown API key")
+        if role != "admin" and role not in roles:
+            raise Forbidden(f"the {role} role may not do this; it needs {' or '.join(roles)}")
+        request.state.role = role
+
+    return Depends(check)

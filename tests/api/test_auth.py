@@ -1,0 +1,89 @@
+"""Every route's role matrix: allowed roles pass, others get 403, no or unknown key 401."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+
+from api.app import create_app
+from api.auth import ROLES, KeyRing, write_demo_keys
+from core.service import NewsroomService
+from core.settings import Settings
+from retrieval.embedder import Embedder
+
+KEYS = {role: f"{role}-key-0123456789abcdef" for role in ROLES}
+
+# (method, path, json body, roles allowed besides admin)
+MATRIX = [
+    ("POST", "/v1/articles", {"id": "z1", "title": "T"}, {"cms"}),
+    ("POST", "/v1/articles/bulk", {"articles": [{"id": "z2", "title": "T"}]}, {"cms"}),
+    ("PUT", "/v1/articles/h1", {"title": "Stocks rally again"}, {"cms"}),
+    ("GET", "/v1/articles/h1", None, {"cms", "writer", "app"}),
+    ("GET", "/v1/articles/h1/related?k=2", None, {"cms", "writer"}),
+    ("DELETE", "/v1/articles/nope", None, {"cms"}),
+    ("GET", "/v1/search?q=rates", None, {"cms", "writer"}),
+    ("POST", "/v1/events", {"user_id": "u1", "article_id": "h1", "type": "click"}, {"app"}),
+    ("GET", "/v1/users/u1/feed?k=2", None, {"cms", "app"}),
+    ("POST", "/v1/rank", {"user_id": "u1", "article_ids": ["h1"]}, {"cms"}),
+    ("GET", "/v1/users/u1/articles/nope/summary", None, {"app"}),
+    ("POST", "/v1/articles/nope/headlines", {"n": 1}, {"cms", "writer"}),
+    ("POST", "/v1/drafts", {"brief": " "}, {"writer"}),
+    ("GET", "/v1/users/u1/export", None, set()),
+    ("DELETE", "/v1/users/nobody", None, set()),
+]
+
+
+@pytest.fixture
+def keyed_client(tmp_path: Path, embedder: Embedder, headline_drafts) -> Iterator[TestClient]:  # type: ignore[no-untyped-def]
+    keys = ",".join(f"{role}={key}" for role, key in KEYS.items())
+    settings = Settings(data_dir=tmp_path / "var", api_keys=keys, _env_file=None)  # type: ignore[call-arg]
+    service = NewsroomService.from_settings(settings, embedder=embedder)
+    service.ingest(headline_drafts)
+    with TestClient(create_app(settings, service)) as client:
+        yield client
+    service.close()
+
+
+def _call(client: TestClient, method: str, path: str, body: object, key: str | None):  # type: ignore[no-untyped-def]
+    headers = {"Authorization": f"Bearer {key}"} if key else {}
+    return client.request(method, path, json=body, headers=headers)
+
+
+def test_every_route_enforces_its_roles(keyed_client: TestClient) -> None:
+    for method, path, body, allowed in MATRIX:
+        missing = _call(keyed_client, method, path, body, None)
+        assert missing.status_code == 401, (method, path)
+        assert missing.headers["WWW-Authenticate"] == "Bearer"
+        assert _call(keyed_client, method, path, body, "wrong-key-0123456789").status_code == 401
+        for role, key in KEYS.items():
+            status = _call(keyed_client, method, path, body, key).status_code
+            if role == "admin" or role in allowed:
+                assert status not in (401, 403), (method, path, role, status)
+            else:
+                assert status == 403, (method, path, role, status)
+
+
+def test_health_docs_and_metrics_stay_open(keyed_client: TestClient) -> None:
+    for path in ("/healthz", "/openapi.json", "/metrics"):
+        assert keyed_client.get(path).status_code == 200, path
+
+
+def test_key_parsing_rejects_unknown_roles_and_short_keys() -> None:
+    with pytest.raises(ValueError, match="role one of"):
+        KeyRing.parse("root=0123456789abcdef0123", "test")
+    with pytest.raises(ValueError, match="shorter"):
+        KeyRing.parse("cms=short", "test")
+    ring = KeyRing.parse("# comment\ncms=0123456789abcdef0123\napp=abcdef0123456789abcd", "t")
+    assert ring.role_of("0123456789abcdef0123") == "cms" and ring.role_of("nope") is None
+
+
+def test_demo_keys_are_created_once_private_and_picked_up(tmp_path: Path) -> None:
+    path = tmp_path / "var" / "api_keys"
+    keys = write_demo_keys(path)
+    assert set(keys) == set(ROLES) and oct(path.stat().st_mode & 0o777) == "0o600"
+    assert write_demo_keys(path) == keys  # a second run keeps them
+    ring = KeyRing.from_settings(Settings(data_dir=tmp_path / "var", _env_file=None))  # type: ignore[call-arg]
+    assert ring.role_of(keys["writer"]) == "writer"
