@@ -27,7 +27,15 @@ ERRORS = {404: {"model": ErrorOut}, 413: {"model": ErrorOut}, 422: {"model": Err
 
 
 @router.post(
-    "", response_model=ArticleOut, status_code=201, responses=ERRORS, dependencies=[allow("cms")]
+    "",
+    response_model=ArticleOut,
+    status_code=201,
+    responses={
+        **ERRORS,
+        201: {"model": ArticleOut, "description": "Created."},
+        200: {"model": ArticleOut, "description": "Updated: the id existed."},
+    },
+    dependencies=[allow("cms")],
 )
 def create_article(article: ArticleIn, service: ServiceDep, response: Response) -> ArticleOut:
     """Upsert one article (by `id`); 201 when created, 200 when it existed."""
@@ -60,7 +68,10 @@ def get_article(article_id: ArticleId, service: ServiceDep) -> ArticleOut:
 
 
 @router.put(
-    "/{article_id}", response_model=ArticleOut, responses=ERRORS, dependencies=[allow("cms")]
+    "/{article_id}",
+    response_model=ArticleOut,
+    responses={**ERRORS, 201: {"model": ArticleOut, "description": "Created: a new id."}},
+    dependencies=[allow("cms")],
 )
 def put_article(
     article_id: ArticleId, article: ArticleIn, service: ServiceDep, response: Response
