@@ -9,7 +9,7 @@ HOST ?= 127.0.0.1
 PORT ?= 8000
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test lint bench clean
+.PHONY: install demo test lint bench clean postgres
 
 install: $(STAMP)
 
@@ -26,9 +26,22 @@ $(STAMP): pyproject.toml constraints.txt
 demo: install
 	$(VENV)/bin/newsroom demo --data $(DATA) --host $(HOST) --port $(PORT)
 
-test: install
+# The suite runs on SQLite, then the storage and API tests again on a real PostgreSQL 15 that
+# the tests start themselves (initdb in a temp dir, a Unix socket only, torn down after).
+test: install postgres
 	$(VENV)/bin/ruff check .
 	$(PY) -m pytest -q
+	NEWSROOM_TEST_DATABASE=postgresql $(PY) -m pytest -q -p no:cacheprovider \
+		tests/core/test_storage.py tests/api -k "not sigkill"
+
+PG_INITDB := /usr/lib/postgresql/15/bin/initdb
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+# Debian's PostgreSQL 15 server binaries, installed when missing (the tests need initdb).
+postgres:
+	@test -x $(PG_INITDB) || { echo "installing postgresql-15 (server for the tests)"; \
+		$(SUDO) apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq postgresql-15; }
 
 lint: install
 	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check .

@@ -14,6 +14,8 @@ from core.domain import ArticleDraft
 from core.service import NewsroomService
 from core.settings import Settings
 from retrieval.embedder import Embedder
+from tests.postgres import TemporaryPostgres
+from tests.postgres import wanted as postgres_wanted
 
 DATA_DIR = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
@@ -39,9 +41,27 @@ def embedder() -> Embedder:
     return Embedder(Settings().retrieval.model_path())
 
 
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[TemporaryPostgres | None]:
+    if not postgres_wanted():
+        yield None
+        return
+    server = TemporaryPostgres()
+    server.start()
+    yield server
+    server.stop()
+
+
 @pytest.fixture
-def settings(tmp_path: Path) -> Settings:
-    return Settings(data_dir=tmp_path / "var", _env_file=None)  # type: ignore[call-arg]
+def database_url(postgres_server: TemporaryPostgres | None) -> str | None:
+    """None (SQLite in the data dir), or a fresh PostgreSQL database when the run asks for one
+    (`NEWSROOM_TEST_DATABASE=postgresql`)."""
+    return postgres_server.new_database() if postgres_server is not None else None
+
+
+@pytest.fixture
+def settings(tmp_path: Path, database_url: str | None) -> Settings:
+    return Settings(data_dir=tmp_path / "var", database_url=database_url, _env_file=None)  # type: ignore[call-arg]
 
 
 @pytest.fixture

@@ -37,9 +37,13 @@ MATRIX = [
 
 
 @pytest.fixture
-def keyed_client(tmp_path: Path, embedder: Embedder, headline_drafts) -> Iterator[TestClient]:  # type: ignore[no-untyped-def]
+def keyed_client(
+    tmp_path: Path, embedder: Embedder, headline_drafts, database_url: str | None
+) -> Iterator[TestClient]:  # type: ignore[no-untyped-def]
     keys = ",".join(f"{role}={key}" for role, key in KEYS.items())
-    settings = Settings(data_dir=tmp_path / "var", api_keys=keys, _env_file=None)  # type: ignore[call-arg]
+    settings = Settings(
+        data_dir=tmp_path / "var", api_keys=keys, database_url=database_url, _env_file=None
+    )  # type: ignore[call-arg]
     service = NewsroomService.from_settings(settings, embedder=embedder)
     service.ingest(headline_drafts)
     with TestClient(create_app(settings, service)) as client:

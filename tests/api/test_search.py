@@ -51,7 +51,7 @@ def test_search_bad_parameters(client, service):
     assert client.get("/v1/articles/h1/related", params={"k": 10_000}).status_code == 422
 
 
-def test_health_and_docs(client):
+def test_health_and_docs(client, database_url):
     _load(client)
     health = client.get("/healthz").json()
     assert health == {
@@ -60,7 +60,7 @@ def test_health_and_docs(client):
         "index_size": 6,
         "index_kind": "flat",
         "model": "all-MiniLM-L6-v2",
-        "database": "sqlite",
+        "database": "postgresql" if database_url else "sqlite",
         "ranker": "ranker",
         "events": 0,
     }

@@ -21,11 +21,13 @@ READER = "reader-42@example"
 
 
 @pytest.fixture
-def setup(tmp_path: Path, tiny_lm_dir: Path, embedder: Embedder, headline_drafts):  # type: ignore[no-untyped-def]
+def setup(tmp_path: Path, tiny_lm_dir: Path, embedder: Embedder, headline_drafts, database_url):  # type: ignore[no-untyped-def]
     generation = GenerationConfig(
         base_model=tiny_lm_dir, backend="torch", headline_adapter=None, summary_adapter=None
     )
-    settings = Settings(data_dir=tmp_path / "var", generation=generation, _env_file=None)  # type: ignore[call-arg]
+    settings = Settings(
+        data_dir=tmp_path / "var", generation=generation, database_url=database_url, _env_file=None
+    )  # type: ignore[call-arg]
     service = NewsroomService.from_settings(settings, embedder=embedder)
     service.ingest(headline_drafts)
     with TestClient(create_app(settings, service)) as client:
@@ -52,7 +54,11 @@ def test_reader_ids_are_pseudonymised_at_rest(setup: tuple) -> None:  # type: ig
         users = set(conn.execute(select(EventRow.user_id)).scalars())
         users |= set(conn.execute(select(ProfileRow.user_id)).scalars())
     assert len(users) == 2 and all(u.startswith("p_") for u in users)
-    assert READER.encode() not in _database_bytes(data_dir)
+    with service.storage.engine.connect() as conn:
+        generated = list(conn.execute(select(GeneratedRow.cache_key, GeneratedRow.payload)))
+    assert generated and not any(READER in key + payload for key, payload in generated)
+    if service.storage.engine.dialect.name == "sqlite":  # and nowhere in the file itself
+        assert READER.encode() not in _database_bytes(data_dir)
 
 
 def test_export_returns_everything_stored_about_the_reader(setup: tuple) -> None:  # type: ignore[type-arg]

@@ -14,8 +14,8 @@ def _write(draft: ArticleDraft, vector: np.ndarray | None, key: int | None = Non
     return ArticleWrite(draft, draft.id or "", draft.content_hash(), vector, key)
 
 
-def test_round_trip_on_sqlite(tmp_path):
-    storage = Storage(f"sqlite:///{tmp_path / 'db.sqlite'}")
+def test_round_trip(tmp_path, database_url):
+    storage = Storage(database_url or f"sqlite:///{tmp_path / 'db.sqlite'}")
     published = datetime(2024, 5, 1, 12, 30, tzinfo=UTC)
     draft = ArticleDraft(
         id="a1",
@@ -47,8 +47,8 @@ def test_round_trip_on_sqlite(tmp_path):
     assert storage.count_articles() == 1
 
 
-def test_update_keeps_key_and_embedding_when_text_unchanged(tmp_path):
-    storage = Storage(f"sqlite:///{tmp_path / 'db.sqlite'}")
+def test_update_keeps_key_and_embedding_when_text_unchanged(tmp_path, database_url):
+    storage = Storage(database_url or f"sqlite:///{tmp_path / 'db.sqlite'}")
     draft = ArticleDraft(id="a1", title="T", body="B", category="x")
     (key,) = storage.write_articles([_write(draft, np.ones(4, np.float32))], "m")
     draft.category = "y"
@@ -57,8 +57,8 @@ def test_update_keeps_key_and_embedding_when_text_unchanged(tmp_path):
     np.testing.assert_array_equal(storage.embedding_of("a1")[1], np.ones(4, np.float32))
 
 
-def test_catalog_rows_delete_and_embeddings_stream(tmp_path):
-    storage = Storage(f"sqlite:///{tmp_path / 'db.sqlite'}")
+def test_catalog_rows_delete_and_embeddings_stream(tmp_path, database_url):
+    storage = Storage(database_url or f"sqlite:///{tmp_path / 'db.sqlite'}")
     writes = [
         _write(
             ArticleDraft(
