@@ -112,3 +112,14 @@ def tiny_lm_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     LlamaForCausalLM(config).save_pretrained(out)
     tokenizer.save_pretrained(out)
     return out
+
+
+@pytest.fixture(scope="session")
+def served_models_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The real packaged SmolLM2, converted once per test run (~25 s); int8 copies made by the
+    tests that load them are cached beside it. Link it as `<data_dir>/models`."""
+    from generation.lm import resolve_base_model
+
+    root = tmp_path_factory.mktemp("served")
+    resolve_base_model(None, root)
+    return root / "models"

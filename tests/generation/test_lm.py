@@ -45,10 +45,13 @@ def test_a_configured_directory_must_be_a_model(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
-def test_real_smollm2_converts_once_and_writes_a_headline(tmp_path: Path) -> None:
-    base = resolve_base_model(None, tmp_path)
+def test_real_smollm2_converts_once_and_writes_a_headline(
+    served_models_dir: Path, tmp_path: Path
+) -> None:
+    (tmp_path / "models").symlink_to(served_models_dir, target_is_directory=True)
+    base = resolve_base_model(None, tmp_path)  # the session fixture converted it already
     assert is_model_dir(base) and base.parent == tmp_path / "models"
-    assert resolve_base_model(None, tmp_path) == base  # cached: no second conversion
+    assert (base / "newsroom_source.json").is_file()
     tokenizer = load_tokenizer(base)
     assert tokenizer.eos_token == "<|im_end|>"
     backend = load_backend("ctranslate2", base, None, tmp_path / "models")
