@@ -33,8 +33,22 @@ from bench.common import (
     write_results,
 )
 
-BENCHMARKS: tuple[str, ...] = ("ingest_throughput", "search_latency", "http_search")
+BENCHMARKS: tuple[str, ...] = (
+    "ingest_throughput",
+    "search_latency",
+    "http_search",
+    "generation",
+    "soak",
+)
 HEADLINE = {
+    "generation": (
+        "cached summary p99 ms",
+        "cached_p99_ms",
+        "{:.2f}",
+        "target_cached_p99_ms",
+        "<=",
+    ),
+    "soak": ("feed p99 with generation / idle", "feed_p99_ratio", "{:.2f}x", "target_ratio", "<="),
     "ingest_throughput": ("ingest/raw", "ratio_ingest_over_raw", "{:.3f}x", "target_ratio", ">="),
     "search_latency": ("p99 ms @ largest", "p99_ms_at_largest", "{:.3f}", "target_p99_ms", "<="),
     "http_search": (

@@ -233,6 +233,7 @@ async def bench(data: Path, minutes: float, clients: int, phase_seconds: float) 
         "feed_under_generation": latency_ms(loaded.latency["feed"]),
         "generation_jobs_during_phase2": generated,
         "feed_p99_ratio": loaded_p99 / idle_p99,
+        "target_ratio": 1.5,
         "target_met": bool(
             sum(errors.values()) == 0 and growth < 0.05 and loaded_p99 <= 1.5 * idle_p99
         ),
