@@ -81,6 +81,24 @@ class _IncrementalDecoder:
         return piece
 
 
+class GeneratedRepetitionPenalty:
+    """CTRL-style repetition penalty over the generated tokens only (as CTranslate2 applies it),
+    so both backends decode the same way."""
+
+    def __init__(self, penalty: float, prompt_len: int) -> None:
+        self.penalty = penalty
+        self.prompt_len = prompt_len
+
+    def __call__(self, input_ids: Any, scores: Any) -> Any:
+        generated = input_ids[:, self.prompt_len :]
+        if self.penalty == 1.0 or generated.shape[1] == 0:
+            return scores
+        picked = scores.gather(1, generated)
+        picked = picked.where(picked < 0, picked / self.penalty)
+        picked = picked.where(picked >= 0, picked * self.penalty)
+        return scores.scatter(1, generated, picked)
+
+
 class TorchBackend(LMBackend):
     name: BackendName = "torch"
 
@@ -91,12 +109,19 @@ class TorchBackend(LMBackend):
         self.model = model
         self.threads = threads
 
-    def _generate_kwargs(self, options: DecodeOptions) -> dict[str, Any]:
+    def _generate_kwargs(self, options: DecodeOptions, prompt_len: int) -> dict[str, Any]:
+        from transformers import LogitsProcessorList
+
         kwargs: dict[str, Any] = {
             "max_new_tokens": options.max_new_tokens,
-            "repetition_penalty": options.repetition_penalty,
             "pad_token_id": self.tokenizer.pad_token_id,
             "eos_token_id": self.tokenizer.eos_token_id,
+            # transformers' own repetition_penalty also penalises every prompt token, which
+            # pushes the model away from the article's own words (measured: 0.51 unsupported
+            # on base headlines vs 0.13 with CTranslate2, which penalises generated tokens only).
+            "logits_processor": LogitsProcessorList(
+                [GeneratedRepetitionPenalty(options.repetition_penalty, prompt_len)]
+            ),
         }
         if options.temperature > 0:
             kwargs.update(do_sample=True, temperature=options.temperature, top_p=options.top_p)
@@ -139,7 +164,7 @@ class TorchBackend(LMBackend):
                         input_ids,
                         attention_mask=torch.ones_like(input_ids),
                         streamer=_Streamer(),
-                        **self._generate_kwargs(options),
+                        **self._generate_kwargs(options, len(prompt_ids)),
                     )
             except BaseException as error:  # re-raised in the consumer's thread
                 arrivals.put(error)

@@ -71,3 +71,17 @@ def test_real_smollm2_converts_once_and_writes_a_headline(
         word = next(w for w in first.split() if w.isalpha() and w[0].isupper())
         again = served.generate(ids, DecodeOptions(max_new_tokens=24, suppress=(word,)))
         assert word not in again, (name, word, again)
+
+
+def test_torch_repetition_penalty_spares_the_prompt() -> None:
+    import torch
+
+    from generation.backends import GeneratedRepetitionPenalty
+
+    penalty = GeneratedRepetitionPenalty(2.0, prompt_len=2)
+    ids = torch.tensor([[5, 1, 1, 3]])  # prompt: 5, 1; generated: 1, 3
+    scores = torch.tensor([[1.0, 2.0, -2.0, 4.0, 0.5, 8.0]])
+    expected = torch.tensor([[1.0, 1.0, -2.0, 2.0, 0.5, 8.0]])  # 1 and 3 halved, 5 untouched
+    assert torch.equal(penalty(ids, scores), expected)
+    negative = GeneratedRepetitionPenalty(2.0, prompt_len=0)(torch.tensor([[2]]), scores.clone())
+    assert negative[0, 2] == -4.0  # a negative score is multiplied, as in CTRL
