@@ -95,3 +95,15 @@ def test_bulk_over_the_count_limit_is_413(client, service):
     too_many = [{"title": f"t{i}"} for i in range(service.max_bulk + 1)]
     response = client.post("/v1/articles/bulk", json={"articles": too_many})
     assert response.status_code == 413 and response.json()["error"]["field"] == "articles"
+
+
+def test_over_long_title_or_body_is_a_clear_4xx(client, settings):
+    limits = settings.limits
+    body = client.post(
+        "/v1/articles", json={"id": "long", "title": "T", "body": "x" * (limits.max_body_chars + 1)}
+    )
+    assert body.status_code in (413, 422) and body.json()["error"]["field"].endswith("body")
+    title = client.post(
+        "/v1/articles", json={"id": "long", "title": "t" * (limits.max_title_chars + 1)}
+    )
+    assert title.status_code in (413, 422) and title.json()["error"]["field"].endswith("title")
