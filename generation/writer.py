@@ -31,6 +31,16 @@ TASK_OPTIONS = {
 MODEL_FOR_TASK = {"headline": "headline", "summary": "summary", "draft": "base"}
 
 
+def _fallback_reason(report: GroundingReport) -> str:
+    if not report.unsupported or report.unsupported == ["(empty output)"]:
+        return "extractive fallback: the model wrote nothing usable"
+    return (
+        "extractive fallback: the model's text had "
+        + ", ".join(report.unsupported)
+        + ", which the sources do not contain"
+    )
+
+
 @dataclass(frozen=True, slots=True)
 class Generated:
     text: str
@@ -212,7 +222,7 @@ class NewsWriter:
         return Generated(
             fallback,
             True,
-            f"extractive fallback; generated text had {report.reason() or 'no text'}",
+            _fallback_reason(report),
             prompt.template_id,
             version,
             attempts=2,
