@@ -270,3 +270,11 @@ def setup_logging() -> None:
     )
     for noisy in ("httpx", "sentence_transformers", "transformers", "faiss"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def link_shared_models(data_dir: Path) -> None:
+    """Point a throw-away data dir's `models/` at the repo's `var/models`, so a benchmark server
+    reuses the converted LM and its int8 copies instead of converting again."""
+    shared = REPO_ROOT / "var" / "models"
+    shared.mkdir(parents=True, exist_ok=True)
+    (data_dir / "models").symlink_to(shared, target_is_directory=True)

@@ -23,9 +23,9 @@ from typing import Any
 import httpx
 
 from bench.common import (
-    REPO_ROOT,
     default_data_dir,
     latency_ms,
+    link_shared_models,
     markdown_table,
     setup_logging,
     verdict,
@@ -81,10 +81,7 @@ def backend_speed(name: str, prompts: list[str], settings: Settings) -> dict[str
 def http_summaries(data: Path, pairs: int, repeats: int) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="bench-gen-") as tmp:
         data_dir = Path(tmp)
-        # Share the converted models (the GGUF conversion and int8 copies) with the repo's var/.
-        shared_models = REPO_ROOT / "var" / "models"
-        shared_models.mkdir(parents=True, exist_ok=True)
-        (data_dir / "models").symlink_to(shared_models, target_is_directory=True)
+        link_shared_models(data_dir)
         server = Server(data_dir, data_dir / "server.log")
         server.start(timeout_s=180)
         try:

@@ -28,9 +28,9 @@ from typing import Any
 import httpx
 
 from bench.common import (
-    REPO_ROOT,
     default_data_dir,
     latency_ms,
+    link_shared_models,
     markdown_table,
     setup_logging,
     verdict,
@@ -162,9 +162,7 @@ async def _generation_pressure(
 async def bench(data: Path, minutes: float, clients: int, phase_seconds: float) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="bench-soak-") as tmp:
         data_dir = Path(tmp)
-        shared_models = REPO_ROOT / "var" / "models"  # converted models, shared with the repo
-        shared_models.mkdir(parents=True, exist_ok=True)
-        (data_dir / "models").symlink_to(shared_models, target_is_directory=True)
+        link_shared_models(data_dir)
         server = Server(data_dir, data_dir / "server.log")
         server.start(timeout_s=180)
         try:

@@ -229,18 +229,17 @@ class NewsWriter:
         )
 
     # --- tasks ----------------------------------------------------------------------------------
+    def _prompt(self, task: str, text: str, reader: Reader | None) -> RenderedPrompt:
+        """The task's template, or its personalized twin with the reader's interests."""
+        tokenizer = self.models.get(MODEL_FOR_TASK[task]).tokenizer
+        if reader is None:
+            return task_prompt(tokenizer, task, text)
+        interests = ", ".join(reader.interests) or "general news"
+        return task_prompt(tokenizer, f"personalized_{task}", text, interests=interests)
+
     def summary(self, title: str, body: str, reader: Reader | None = None) -> Generated:
         text, extract = self.focus(body, reader)
-        backend = self.models.get("summary")
-        if reader is None:
-            prompt = task_prompt(backend.tokenizer, "summary", text)
-        else:
-            prompt = task_prompt(
-                backend.tokenizer,
-                "personalized_summary",
-                text,
-                interests=", ".join(reader.interests) or "general news",
-            )
+        prompt = self._prompt("summary", text, reader)
         facts = SourceFacts([title, body])
         return self._guarded("summary", prompt, facts, extract, self.options["summary"])
 
@@ -250,15 +249,7 @@ class NewsWriter:
         """n distinct grounded headlines: greedy first, then samples; extracts fill any gap."""
         text, extract = self.focus(body, reader)
         backend = self.models.get("headline")
-        if reader is None:
-            prompt = task_prompt(backend.tokenizer, "headline", text)
-        else:
-            prompt = task_prompt(
-                backend.tokenizer,
-                "personalized_headline",
-                text,
-                interests=", ".join(reader.interests) or "general news",
-            )
+        prompt = self._prompt("headline", text, reader)
         facts = SourceFacts([title, body])
         options = self.options["headline"]
         first = self._guarded("headline", prompt, facts, lead_headline(extract), options)
