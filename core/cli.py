@@ -297,6 +297,11 @@ def demo(
     service.close()
 
 
+def _check_choice(value: str, allowed: tuple[str, ...], option: str) -> None:
+    if value not in allowed:
+        raise typer.BadParameter(f"{option} must be one of {', '.join(allowed)}", param_hint=option)
+
+
 @app.command("finetune")
 def finetune(
     ctx: typer.Context,
@@ -313,10 +318,8 @@ def finetune(
     """LoRA fine-tune the base LM for one task: checkpoints, resumable, loss PNG, eval JSON."""
     from generation.finetune import FinetuneConfig, main
 
-    if task not in ("headline", "summary"):
-        raise typer.BadParameter("--task must be headline or summary", param_hint="--task")
-    if format not in ("bbc", "xsum"):
-        raise typer.BadParameter("--format must be bbc or xsum", param_hint="--format")
+    _check_choice(task, ("headline", "summary"), "--task")
+    _check_choice(format, ("bbc", "xsum"), "--format")
     settings = _settings(ctx)
     config = FinetuneConfig(
         task=task,  # type: ignore[arg-type]
@@ -356,12 +359,9 @@ def eval_generation(
     """Score lead / base / finetuned / served: ROUGE-1/2/L and unsupported_rate."""
     from evaluation.generation import EvalGenerationConfig, main
 
-    if task not in ("headline", "summary"):
-        raise typer.BadParameter("--task must be headline or summary", param_hint="--task")
-    if format not in ("bbc", "xsum"):
-        raise typer.BadParameter("--format must be bbc or xsum", param_hint="--format")
-    if split not in ("val", "all"):
-        raise typer.BadParameter("--split must be val or all", param_hint="--split")
+    _check_choice(task, ("headline", "summary"), "--task")
+    _check_choice(format, ("bbc", "xsum"), "--format")
+    _check_choice(split, ("val", "all"), "--split")
     settings = _settings(ctx)
     main(
         EvalGenerationConfig(

@@ -12,7 +12,7 @@ from fastapi.testclient import TestClient
 from api.app import create_app
 from core.domain import ArticleDraft
 from core.service import NewsroomService
-from core.settings import Settings
+from core.settings import GenerationConfig, Settings
 from retrieval.embedder import Embedder
 from tests.postgres import TemporaryPostgres
 from tests.postgres import wanted as postgres_wanted
@@ -123,3 +123,11 @@ def served_models_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("served")
     resolve_base_model(None, root)
     return root / "models"
+
+
+@pytest.fixture(scope="session")
+def tiny_generation(tiny_lm_dir: Path) -> GenerationConfig:
+    """Generation served by the tiny random Llama on torch, no adapters: fast contract tests."""
+    return GenerationConfig(
+        base_model=tiny_lm_dir, backend="torch", headline_adapter=None, summary_adapter=None
+    )

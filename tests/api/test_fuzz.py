@@ -3,8 +3,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 import schemathesis
 from fastapi.testclient import TestClient
@@ -20,13 +18,13 @@ CASES_PER_OPERATION = 80
 
 
 @pytest.fixture(scope="module")
-def fuzz_app(tmp_path_factory: pytest.TempPathFactory, tiny_lm_dir: Path, embedder: Embedder):  # type: ignore[no-untyped-def]
+def fuzz_app(
+    tmp_path_factory: pytest.TempPathFactory, tiny_generation: GenerationConfig, embedder: Embedder
+):  # type: ignore[no-untyped-def]
     from core.domain import ArticleDraft, EventDraft
     from tests.conftest import HEADLINES
 
-    generation = GenerationConfig(
-        base_model=tiny_lm_dir, backend="torch", headline_adapter=None, summary_adapter=None
-    )
+    generation = tiny_generation
     settings = Settings(  # type: ignore[call-arg]
         data_dir=tmp_path_factory.mktemp("fuzz") / "var", generation=generation, _env_file=None
     )

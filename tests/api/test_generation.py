@@ -31,10 +31,10 @@ BODY = (
 
 
 @pytest.fixture
-def gen_settings(tmp_path: Path, tiny_lm_dir: Path, database_url: str | None) -> Settings:
-    generation = GenerationConfig(
-        base_model=tiny_lm_dir, backend="torch", headline_adapter=None, summary_adapter=None
-    )
+def gen_settings(
+    tmp_path: Path, tiny_generation: GenerationConfig, database_url: str | None
+) -> Settings:
+    generation = tiny_generation
     return Settings(
         data_dir=tmp_path / "var", generation=generation, database_url=database_url, _env_file=None
     )  # type: ignore[call-arg]

@@ -21,10 +21,14 @@ READER = "reader-42@example"
 
 
 @pytest.fixture
-def setup(tmp_path: Path, tiny_lm_dir: Path, embedder: Embedder, headline_drafts, database_url):  # type: ignore[no-untyped-def]
-    generation = GenerationConfig(
-        base_model=tiny_lm_dir, backend="torch", headline_adapter=None, summary_adapter=None
-    )
+def setup(
+    tmp_path: Path,
+    tiny_generation: GenerationConfig,
+    embedder: Embedder,
+    headline_drafts,
+    database_url,
+):  # type: ignore[no-untyped-def]
+    generation = tiny_generation
     settings = Settings(
         data_dir=tmp_path / "var", generation=generation, database_url=database_url, _env_file=None
     )  # type: ignore[call-arg]

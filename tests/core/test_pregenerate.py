@@ -16,11 +16,13 @@ from retrieval.embedder import Embedder
 
 
 def test_pregenerate_fills_the_cache_once(
-    tmp_path: Path, tiny_lm_dir: Path, embedder: Embedder, headline_drafts
+    tmp_path: Path,
+    tiny_lm_dir: Path,
+    tiny_generation: GenerationConfig,
+    embedder: Embedder,
+    headline_drafts,
 ) -> None:  # type: ignore[no-untyped-def]
-    generation = GenerationConfig(
-        base_model=tiny_lm_dir, backend="torch", headline_adapter=None, summary_adapter=None
-    )
+    generation = tiny_generation
     settings = Settings(data_dir=tmp_path / "var", generation=generation, _env_file=None)  # type: ignore[call-arg]
     service = NewsroomService.from_settings(settings, embedder=embedder)
     service.ingest(headline_drafts)
