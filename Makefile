@@ -9,7 +9,7 @@ HOST ?= 127.0.0.1
 PORT ?= 8000
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test lint bench clean postgres
+.PHONY: install demo test lint bench clean postgres chromium
 
 install: $(STAMP)
 
@@ -28,7 +28,7 @@ demo: install
 
 # The suite runs on SQLite, then the storage and API tests again on a real PostgreSQL 15 that
 # the tests start themselves (initdb in a temp dir, a Unix socket only, torn down after).
-test: install postgres
+test: install postgres chromium
 	$(VENV)/bin/ruff check .
 	$(PY) -m pytest -q
 	NEWSROOM_TEST_DATABASE=postgresql $(PY) -m pytest -q -p no:cacheprovider \
@@ -42,6 +42,12 @@ postgres:
 	@test -x $(PG_INITDB) || { echo "installing postgresql-15 (server for the tests)"; \
 		$(SUDO) apt-get update -qq && \
 		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq postgresql-15; }
+
+# Debian's Chromium for the studio's browser tests (Playwright drives it; nothing downloaded).
+chromium:
+	@test -x /usr/bin/chromium || { echo "installing chromium (browser for the studio tests)"; \
+		$(SUDO) apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq chromium; }
 
 lint: install
 	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check .

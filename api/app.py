@@ -10,13 +10,14 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Response
+from fastapi.staticfiles import StaticFiles
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from api.auth import KeyRing
 from api.errors import install_error_handlers
 from api.limits import BodySizeLimit
 from api.observability import AccessLog, Metrics, ServiceCollector
-from api.routes import articles, feed, generation, health, search, users
+from api.routes import articles, feed, generation, health, quality, search, studio, users
 from core.service import NewsroomService
 from core.settings import Settings
 
@@ -109,4 +110,7 @@ def create_app(settings: Settings, service: NewsroomService | None = None) -> Fa
     app.include_router(feed.router)
     app.include_router(generation.router)
     app.include_router(users.router)
+    app.include_router(quality.router)
+    app.include_router(studio.router)
+    app.mount("/studio/assets", StaticFiles(directory=studio.ASSETS_DIR), name="studio-assets")
     return app

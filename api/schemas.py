@@ -11,6 +11,7 @@ from core.domain import Article, ArticleDraft, EventDraft, SearchHit
 
 ARTICLE_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:\-]{0,127}$"
 USER_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:@\-]{0,127}$"
+SEGMENT_PATTERN = r"^(generic|segment-[0-9]{1,3})$"
 EventType = Literal["impression", "click", "dwell", "like", "share", "dismiss"]
 
 
@@ -104,6 +105,7 @@ class HealthOut(BaseModel):
     database: str
     ranker: str | None = Field(description="Loaded ranking head, or null (feed unavailable).")
     events: int
+    keys_required: bool = Field(description="API keys are enabled: send one as a Bearer token.")
 
 
 class ErrorBody(BaseModel):
@@ -232,18 +234,24 @@ class GeneratedOut(BaseModel):
     fallback_reason: str | None = Field(
         None, description="Set when `text` is an extract from the source, and why."
     )
+    unsupported: list[str] = Field(
+        default_factory=list,
+        description="Numbers and names in the model's own text that the sources lack (why it "
+        "was replaced by the extract); empty when the model's text was kept.",
+    )
     template: str = Field(description="Prompt template and version, e.g. `summary@v1`.")
     model: str = Field(description="Version of the model (base + adapter) that wrote it.")
 
 
 class SummaryOut(BaseModel):
     article_id: str
-    user_id: str
+    user_id: str | None = Field(description="The reader asked for; null for a segment's summary.")
     segment: str = Field(description="Interest segment the summary was written for.")
     interests: list[str]
     summary: str
     grounded: bool
     fallback_reason: str | None
+    unsupported: list[str] = Field(default_factory=list)
     template: str
     model: str
     cached: bool
@@ -266,15 +274,64 @@ class HeadlinesOut(BaseModel):
 class DraftIn(BaseModel):
     brief: str = Field(min_length=1, max_length=4000, description="What the story is about.")
     audience: str | None = Field(None, max_length=200, description="Who it is written for.")
+    segment: str | None = Field(
+        None,
+        pattern=SEGMENT_PATTERN,
+        description="Write for an interest segment (`GET /v1/segments`): its interests join the "
+        "audience line.",
+    )
+    user_id: str | None = Field(
+        None,
+        pattern=USER_ID_PATTERN,
+        max_length=128,
+        description="Write for this reader's interests (their segment's); not with `segment`.",
+    )
     related_k: int = Field(3, ge=0, le=8, description="Related articles to ground it on.")
 
 
 class DraftOut(BaseModel):
+    audience: str = Field(description="The audience line the draft was written for.")
     draft: GeneratedOut
     headlines: list[GeneratedOut]
     source_ids: list[str] = Field(description="Articles the draft was grounded on.")
     template: str
     model: str
+
+
+class SegmentOut(BaseModel):
+    id: str = Field(description="`generic` or `segment-N`.")
+    interests: list[str] = Field(description="Top categories its readers read.")
+
+
+class SegmentsOut(BaseModel):
+    segments: list[SegmentOut]
+
+
+# --- quality (the studio's dashboard) ------------------------------------------------------------
+class ReportOut(BaseModel):
+    name: str = Field(description="Report file name.")
+    kind: Literal["ranking", "generation", "personalization"]
+    modified: datetime
+    report: dict[str, Any] = Field(description="The report as the evaluation command wrote it.")
+
+
+class QualityOut(BaseModel):
+    reports: list[ReportOut] = Field(description="Newest first.")
+    models: dict[str, str | None] = Field(description="Served model and version per role.")
+    templates: list[str] = Field(description="Prompt templates in use, with their versions.")
+    articles: int
+    index_size: int
+    index_kind: str
+    events: int
+    generation: dict[str, Any] | None = Field(
+        description="Cache hit rate, cached outputs, queue depth, segments; null when off."
+    )
+
+
+class ExampleReadersOut(BaseModel):
+    readers: list[str] = Field(
+        description="Reader ids to try in the studio (written by `newsroom demo`; else empty)."
+    )
 
 
 # --- readers (privacy) ---------------------------------------------------------------------------

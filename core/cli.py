@@ -8,12 +8,15 @@ from __future__ import annotations
 
 import logging
 import time
+from collections import Counter
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from core.settings import Settings
+
+EXAMPLE_READERS = 12  # replayed readers the demo suggests in the studio
 
 if TYPE_CHECKING:
     from core.service import NewsroomService
@@ -116,10 +119,12 @@ def _replay(service: NewsroomService, data: Path) -> None:
         ("mind_small_dev_impressions", mind_impression_events),
         ("mind_small_train_sample", mind_behavior_events),
     )
+    clicks: Counter[str] = Counter()
     for folder, reader in sources:
         if not (data / folder).is_dir():
             continue
         drafts = [d for d in reader(data / folder) if service.catalog.key_of(d.article_id)]
+        clicks.update(d.user_id for d in drafts if d.type == "click")
         accepted = duplicates = 0
         with tqdm(total=len(drafts), desc=f"replay {folder}", unit="ev") as bar:
             for start in range(0, len(drafts), 2000):
@@ -128,6 +133,8 @@ def _replay(service: NewsroomService, data: Path) -> None:
                 duplicates += report.duplicates
                 bar.update(min(2000, len(drafts) - start))
         typer.echo(f"{folder}: {accepted} events recorded, {duplicates} already known")
+    # The studio's feed preview offers the readers with the longest histories to try.
+    service.write_example_readers([user for user, _ in clicks.most_common(EXAMPLE_READERS)])
 
 
 @app.command()
@@ -286,6 +293,7 @@ def demo(
         )
     typer.echo(
         f"\nNewsroom is ready with {len(service.index)} articles.\n"
+        f"  studio   : {base}/studio/  (paste the admin key into its API key field)\n"
         f"  API docs : {base}/docs\n"
         f"  health   : {base}/healthz\n"
         f"  search   : {base}/v1/search?q=election+results&k=5\n"

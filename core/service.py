@@ -3,14 +3,17 @@
 
 from __future__ import annotations
 
+import json
 import logging
+import os
 import threading
 import time
 import uuid
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -25,6 +28,7 @@ from core.domain import (
     utcnow,
 )
 from core.errors import InvalidInput, LimitExceeded, ModelUnavailable, UnknownUser
+from core.reports import read_reports
 from core.settings import Settings
 from core.storage import Storage
 from core.writing import WritingDeps, WritingService
@@ -60,6 +64,9 @@ class Health:
     database: str
     ranker: str | None
     events: int
+
+
+EXAMPLE_READERS_FILE = "example_readers.json"
 
 
 def user_id_key(settings: Settings) -> bytes:
@@ -116,6 +123,9 @@ class NewsroomService:
         self._autosave_changes = autosave_changes
         self.sync_report: SyncReport | None = None
         self.writing: WritingService | None = None  # set by from_settings (or a test)
+        # Where the quality dashboard finds evaluation reports (set by from_settings).
+        self.report_dirs: tuple[Path, ...] = ()
+        self.example_readers_path: Path | None = None
 
     @classmethod
     def from_settings(
@@ -160,6 +170,8 @@ class NewsroomService:
         if report.changed:
             service.save_index()
         service.writing = WritingService(settings, service.writing_deps())
+        service.report_dirs = (settings.ranking.model_dir, settings.reports_dir)
+        service.example_readers_path = settings.data_dir / EXAMPLE_READERS_FILE
         return service
 
     def writing_deps(self) -> WritingDeps:
@@ -455,6 +467,49 @@ class NewsroomService:
             ranker=self.recommender.head_name if self.recommender else None,
             events=self.storage.count_events(),
         )
+
+    def quality(self) -> dict[str, Any]:
+        """What the quality dashboard shows: the evaluation reports, the served model and
+        template versions, and the live counters."""
+        from prompts import TEMPLATES
+
+        health = self.health()
+        models: dict[str, str | None] = {"embedder": health.model, "ranker": health.ranker}
+        generation = None
+        if self.writing is not None:
+            for role in ("headline", "summary", "base"):
+                models[role] = self.writing.writer.models.version_of(role)
+            generation = self.writing.stats()
+        return {
+            "reports": [asdict(report) for report in read_reports(self.report_dirs)],
+            "models": models,
+            "templates": sorted(template.id for template in TEMPLATES.values()),
+            "articles": health.articles,
+            "index_size": health.index_size,
+            "index_kind": health.index_kind,
+            "events": health.events,
+            "generation": generation,
+        }
+
+    def example_readers(self) -> list[str]:
+        """Reader ids to try in the studio. Only `newsroom demo` writes them (public MIND ids
+        of replayed readers): the database itself keeps pseudonyms, so it cannot list ids."""
+        path = self.example_readers_path
+        if path is None or not path.is_file():
+            return []
+        try:
+            readers = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            log.warning("ignoring unreadable %s", path)
+            return []
+        return [r for r in readers if isinstance(r, str)] if isinstance(readers, list) else []
+
+    def write_example_readers(self, readers: list[str]) -> None:
+        path = self.example_readers_path
+        if path is not None:
+            staging = path.with_suffix(".tmp")
+            staging.write_text(json.dumps(readers), encoding="utf-8")
+            os.replace(staging, path)
 
 
 class RecommenderFactory:

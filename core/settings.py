@@ -129,6 +129,11 @@ class Settings(BaseSettings):
     event_retention_days: float | None = Field(
         None, gt=0, description="Events older than this are deleted (at start and hourly)."
     )
+    reports_dir: Path = Field(
+        REPO_ROOT / "models" / "reports",
+        description="Evaluation reports for the studio's quality dashboard (ranking reports "
+        "are also read from beside the ranking head).",
+    )
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=1, le=65535)
     retrieval: RetrievalConfig = RetrievalConfig()

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from core.domain import Article, clean_text
-from core.errors import InvalidInput, LimitExceeded
+from core.errors import InvalidInput, LimitExceeded, NotFound
 from core.settings import Settings
 from core.storage import Storage
 from generation.cache import GenerationCache, cache_key
@@ -103,6 +103,46 @@ class WritingService:
         marker = self.user_marker(user_id)
         self.cache.forget_where(lambda value: value.get("segment") == marker)
 
+    def segment_list(self) -> list[dict[str, Any]]:
+        """What outputs are written for: the generic reader, then each interest segment."""
+        segments = self.segments
+        listed: list[dict[str, Any]] = [{"id": "generic", "interests": []}]
+        if segments is not None:
+            listed += [
+                {"id": f"segment-{i}", "interests": list(segments.labels[i])}
+                for i in range(len(segments.centroids))
+            ]
+        return listed
+
+    def segment_reader(self, segment: str) -> Reader | None:
+        """`generic` (None) or `segment-N` as a reader; an unknown name is a NotFound."""
+        if segment == "generic":
+            return None
+        segments = self.segments
+        prefix, _, number = segment.partition("-")
+        if (
+            prefix != "segment"
+            or not number.isdigit()
+            or segments is None
+            or int(number) >= len(segments.centroids)
+        ):
+            raise NotFound(f"no interest segment {segment!r}: GET /v1/segments lists them")
+        index = int(number)
+        return Reader(segments.centroids[index], list(segments.labels[index]), segment)
+
+    def audience_for(
+        self, audience: str | None, segment: str | None = None, user_id: str | None = None
+    ) -> str:
+        """The draft's audience line: the writer's own words, plus the interests of a chosen
+        segment or reader (their segment's, as for summaries)."""
+        if segment is not None and user_id is not None:
+            raise InvalidInput("give an audience segment or a user_id, not both", field="segment")
+        reader = self.segment_reader(segment) if segment is not None else self.reader_for(user_id)
+        parts = [clean_text(audience)] if audience and clean_text(audience) else []
+        if reader is not None and reader.interests:
+            parts.append("readers interested in " + ", ".join(reader.interests))
+        return "; ".join(parts)
+
     def fit_segments(self, k: int | None = None) -> InterestSegments:
         from ranking.profile import UserProfile
 
@@ -161,18 +201,24 @@ class WritingService:
         self.cache.put(key, article.id, value)
         return value, False
 
+    def cached_segment_summary(self, article_id: str, segment: str) -> dict[str, Any] | None:
+        """The fast path of `segment_summary`: no model work."""
+        article = self.deps.storage.get_article(article_id)
+        hit = self.cache.get(self._summary_key(article, self.segment_reader(segment)))
+        return {**hit, "user_id": None, "cached": True} if hit else None
+
+    def segment_summary(self, article_id: str, segment: str) -> dict[str, Any]:
+        """The summary every reader of `segment` gets (editors compare them side by side)."""
+        article = self.deps.storage.get_article(article_id)
+        value, cached = self._summary_for(article, self.segment_reader(segment))
+        return {**value, "user_id": None, "cached": cached}
+
     def pregenerate(self, article_ids: list[str], progress: bool = True) -> tuple[int, int]:
         """Fill the cache: each article's summary for every segment and the generic reader.
         Returns (generated, already cached); safe to interrupt and rerun."""
         from tqdm import tqdm
 
-        segments = self.segments
-        readers: list[Reader | None] = [None]
-        if segments is not None:
-            readers += [
-                Reader(segments.centroids[i], segments.labels[i], f"segment-{i}")
-                for i in range(len(segments.centroids))
-            ]
+        readers = [self.segment_reader(s["id"]) for s in self.segment_list()]
         generated = cached = 0
         jobs = [(a, r) for a in article_ids for r in readers]
         for article_id, reader in tqdm(
@@ -238,6 +284,7 @@ class WritingService:
         sources = [SourceArticle(a.id, a.title, a.body) for a in related]
         result = self.writer.draft(brief, audience or "", sources, on_token=on_token)
         return {
+            "audience": audience or "",
             "draft": result.draft.as_dict(),
             "headlines": [h.as_dict() for h in result.headlines],
             "source_ids": result.source_ids,

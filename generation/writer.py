@@ -49,12 +49,15 @@ class Generated:
     template: str
     model: str
     attempts: int = 1
+    # What the guard rejected in the model's text when `text` is an extract instead.
+    unsupported: tuple[str, ...] = ()
 
     def as_dict(self) -> dict[str, Any]:
         return {
             "text": self.text,
             "grounded": self.grounded,
             "fallback_reason": self.fallback_reason,
+            "unsupported": list(self.unsupported),
             "template": self.template,
             "model": self.model,
         }
@@ -226,6 +229,7 @@ class NewsWriter:
             prompt.template_id,
             version,
             attempts=2,
+            unsupported=tuple(u for u in report.unsupported if u[0] != "("),
         )
 
     # --- tasks ----------------------------------------------------------------------------------

@@ -15,12 +15,14 @@ from api.auth import allow
 from api.deps import ServiceDep, run_generation
 from api.errors import error_body
 from api.schemas import (
+    SEGMENT_PATTERN,
     USER_ID_PATTERN,
     DraftIn,
     DraftOut,
     ErrorOut,
     HeadlinesIn,
     HeadlinesOut,
+    SegmentsOut,
     SummaryOut,
 )
 
@@ -33,6 +35,9 @@ ERRORS = {
 }
 UserId = Annotated[str, Path(pattern=USER_ID_PATTERN, description="The reader's id.")]
 ArticleId = Annotated[str, Path(max_length=128, description="The article's id.")]
+Segment = Annotated[
+    str, Path(pattern=SEGMENT_PATTERN, description="`generic` or `segment-N` (GET /v1/segments).")
+]
 
 
 @router.get(
@@ -51,6 +56,34 @@ async def personalized_summary(
     if cached is not None:
         return cached
     return await run_generation(request, writing.summary, user_id, article_id)
+
+
+@router.get(
+    "/segments",
+    response_model=SegmentsOut,
+    responses=ERRORS,
+    dependencies=[allow("cms", "writer", "app")],
+)
+def segments(service: ServiceDep) -> SegmentsOut:
+    """The interest segments outputs are written for (`generic` first), with their topics."""
+    return SegmentsOut.model_validate({"segments": service.require_writing().segment_list()})
+
+
+@router.get(
+    "/articles/{article_id}/summaries/{segment}",
+    response_model=SummaryOut,
+    responses=ERRORS,
+    dependencies=[allow("cms", "writer")],
+)
+async def segment_summary(
+    request: Request, article_id: ArticleId, segment: Segment, service: ServiceDep
+) -> dict[str, Any]:
+    """The summary every reader of one segment gets; editors compare segments side by side."""
+    writing = service.require_writing()
+    cached = writing.cached_segment_summary(article_id, segment)
+    if cached is not None:
+        return cached
+    return await run_generation(request, writing.segment_summary, article_id, segment)
 
 
 @router.post(
@@ -90,10 +123,9 @@ async def draft(request: Request, payload: DraftIn, service: ServiceDep) -> Any:
     result, which replaces the streamed text if the guard rejected it."""
     writing = service.require_writing()
     brief = writing.check_draft_request(payload.brief, payload.related_k)
+    audience = writing.audience_for(payload.audience, payload.segment, payload.user_id)
     if "text/event-stream" not in request.headers.get("accept", ""):
-        return await run_generation(
-            request, writing.draft, brief, payload.audience, payload.related_k
-        )
+        return await run_generation(request, writing.draft, brief, audience, payload.related_k)
 
     loop = asyncio.get_running_loop()
     queue: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
@@ -101,7 +133,7 @@ async def draft(request: Request, payload: DraftIn, service: ServiceDep) -> Any:
     def on_token(piece: str) -> None:
         loop.call_soon_threadsafe(queue.put_nowait, ("token", piece))
 
-    future = writing.submit(writing.draft, brief, payload.audience, payload.related_k, on_token)
+    future = writing.submit(writing.draft, brief, audience, payload.related_k, on_token)
 
     def finished(done: Future[Any]) -> None:
         loop.call_soon_threadsafe(queue.put_nowait, ("end", done))

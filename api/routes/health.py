@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 
 from api.deps import ServiceDep
 from api.schemas import HealthOut
@@ -11,7 +11,7 @@ router = APIRouter(tags=["health"])
 
 
 @router.get("/healthz", response_model=HealthOut)
-def healthz(service: ServiceDep) -> HealthOut:
+def healthz(request: Request, service: ServiceDep) -> HealthOut:
     h = service.health()
     return HealthOut(
         status="ok",
@@ -22,4 +22,5 @@ def healthz(service: ServiceDep) -> HealthOut:
         database=h.database,
         ranker=h.ranker,
         events=h.events,
+        keys_required=request.app.state.keyring.enabled,
     )

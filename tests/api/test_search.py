@@ -63,6 +63,7 @@ def test_health_and_docs(client, database_url):
         "database": "postgresql" if database_url else "sqlite",
         "ranker": "ranker",
         "events": 0,
+        "keys_required": False,
     }
     assert client.get("/docs").status_code == 200
     assert "/v1/search" in client.get("/openapi.json").json()["paths"]

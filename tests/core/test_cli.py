@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -36,6 +37,12 @@ def test_ingest_is_idempotent_and_validates_format(tmp_path):
 
     bad = runner.invoke(app, ["ingest", source, "--format", "csv"], env=env)
     assert bad.exit_code != 0 and "choose one of" in bad.output
+
+    # Replaying the MIND readers also leaves the studio a few of them to try, most active first.
+    replayed = runner.invoke(app, ["replay", "--data", str(data_path())], env=env)
+    assert replayed.exit_code == 0, replayed.output
+    readers = json.loads((tmp_path / "var" / "example_readers.json").read_text())
+    assert 0 < len(readers) <= 12 and all(r.startswith("mind-") for r in readers)
 
 
 def _free_port() -> int:
