@@ -190,7 +190,13 @@ const Studio = (() => {
   /** A grounding flag: what the guard said about one generated text. */
   function groundingFlag(generated) {
     if (generated.fallback_reason) {
-      return el("span", { class: "flag warn", title: generated.fallback_reason }, "extract");
+      // A disclosure rather than a tooltip: keyboard and touch users can open it too.
+      return el(
+        "details",
+        { class: "why-extract" },
+        el("summary", { class: "flag warn" }, "extract"),
+        el("span", { class: "muted" }, generated.fallback_reason)
+      );
     }
     return el("span", { class: "flag ok" }, generated.grounded ? "grounded" : "unchecked");
   }
