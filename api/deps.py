@@ -36,6 +36,15 @@ async def run_cpu(request: Request, fn: Callable[..., T], *args: object, **kwarg
         _observe(request, "cpu", fn, started)
 
 
+async def cached_or_generated(
+    request: Request, cached: T | None, fn: Callable[..., T], *args: object
+) -> T:
+    """A cached output is answered on the event loop; only a miss waits for the model pool."""
+    if cached is not None:
+        return cached
+    return await run_generation(request, fn, *args)
+
+
 def _observe(request: Request, pool: str, fn: Callable[..., object], started: float) -> None:
     metrics = getattr(request.app.state, "metrics", None)
     if metrics is not None:

@@ -12,7 +12,7 @@ from fastapi import APIRouter, Path, Request
 from fastapi.responses import StreamingResponse
 
 from api.auth import allow
-from api.deps import ServiceDep, run_generation
+from api.deps import ServiceDep, cached_or_generated, run_generation
 from api.errors import error_body
 from api.schemas import (
     SEGMENT_PATTERN,
@@ -53,9 +53,7 @@ async def personalized_summary(
     (article, segment, template, model)."""
     writing = service.require_writing()
     cached = writing.cached_summary(user_id, article_id)
-    if cached is not None:
-        return cached
-    return await run_generation(request, writing.summary, user_id, article_id)
+    return await cached_or_generated(request, cached, writing.summary, user_id, article_id)
 
 
 @router.get(
@@ -81,9 +79,7 @@ async def segment_summary(
     """The summary every reader of one segment gets; editors compare segments side by side."""
     writing = service.require_writing()
     cached = writing.cached_segment_summary(article_id, segment)
-    if cached is not None:
-        return cached
-    return await run_generation(request, writing.segment_summary, article_id, segment)
+    return await cached_or_generated(request, cached, writing.segment_summary, article_id, segment)
 
 
 @router.post(
