@@ -175,6 +175,15 @@ def lead_sentence(body: str) -> str:
     return found[0] if found else " ".join(body.split()[:40])
 
 
+SENTENCE_ENDS = frozenset(".!?\"'\u201d\u2019")  # incl. closing curly quotes
+
+
+def _as_sentence(text: str) -> str:
+    """Leads joined into one extract need their full stop (MIND abstracts often lack one)."""
+    text = text.strip()
+    return text if not text or text[-1] in SENTENCE_ENDS else text + "."
+
+
 @dataclass
 class NewsWriter:
     models: ModelSet
@@ -311,7 +320,8 @@ class NewsWriter:
         )
         # The brief is the writer's own material: it may supply facts too.
         facts = SourceFacts([brief, *(s.text for s in sources)])
-        fallback = " ".join(lead_sentence(s.body or s.title) for s in sources[:3]) or brief
+        fallback = " ".join(_as_sentence(lead_sentence(s.body or s.title)) for s in sources[:3])
+        fallback = fallback or brief
         draft = self._guarded("draft", prompt, facts, fallback, self.options["draft"], on_token)
         # Headlines for the draft stand on the draft and the sources it was grounded on.
         body = "\n".join([draft.text, *(s.body for s in sources[:1])])

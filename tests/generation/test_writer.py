@@ -85,6 +85,20 @@ def test_draft_uses_sources_and_streams_tokens(scripted) -> None:  # type: ignor
     assert result.source_ids == ["a1"] and len(result.headlines) == 3
 
 
+def test_a_rejected_draft_becomes_the_sources_leads_as_sentences(scripted) -> None:  # type: ignore[no-untyped-def]
+    models, _ = scripted(["Acme Corp lost 99 million dollars."])  # nothing in the sources
+    sources = [
+        SourceArticle("m1", "Fares", "Base rail fares would rise 10 cents at peak times"),
+        SourceArticle("m2", "Fuel", "British Airways blamed high fuel prices."),
+    ]
+    result = NewsWriter(models).draft("Fares story", "", sources)
+    assert result.draft.fallback_reason and "Acme" in result.draft.unsupported
+    assert result.draft.text == (
+        "Base rail fares would rise 10 cents at peak times. "
+        "British Airways blamed high fuel prices."
+    )
+
+
 def test_output_cleanup_removes_echoed_markup_and_labels() -> None:
     assert clean_headline('<article>\nHeadline: "Profits jump at Time Warner."\nmore') == (
         "Profits jump at Time Warner"
