@@ -202,6 +202,10 @@ def test_each_page_loads_clean_at_desktop_and_phone_width(
             watched.page.wait_for_selector(ready, state="attached")  # type: ignore[attr-defined]
             watched.page.wait_for_load_state("networkidle")  # type: ignore[attr-defined]
             _labelled_and_fits(watched)
+            current = watched.page.eval_on_selector_all(  # type: ignore[attr-defined]
+                "nav a[aria-current='page']", "links => links.map(a => a.textContent)"
+            )
+            assert len(current) == 1, current  # the nav says where you are
             _shot(watched, tmp_path, f"{name}-{width}")
             watched.assert_clean()
 

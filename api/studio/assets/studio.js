@@ -238,6 +238,13 @@ const Studio = (() => {
     });
   }
 
+  function markCurrentPage() {
+    for (const link of document.querySelectorAll(".top nav a")) {
+      if (link.getAttribute("href") === window.location.pathname) link.setAttribute("aria-current", "page");
+    }
+  }
+
+  markCurrentPage();
   setUpKeyForm();
 
   return {
