@@ -18,7 +18,6 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
-import torch
 
 from core.domain import Event
 from core.storage import Storage
@@ -179,6 +178,9 @@ class Recommender:
         self.profile_config = profile_config or ProfileConfig()
         self.config = feed_config or FeedConfig()
         self.head_name = head_name
+        # The head's click logit in numpy (same numbers, a fraction of torch's per-op cost).
+        self.scorer = head.click_scorer()
+        self._head_columns = [FEATURE_NAMES.index(f) for f in head.config.features]
         self._popular_cache: tuple[float, list[int]] | None = None
 
     # --- events -----------------------------------------------------------------------------
@@ -300,23 +302,14 @@ class Recommender:
             self.state.popularity.raw_shown(keys),
             self.state.coclick.raw(user.history_ids, keys),
         )
-        column = [FEATURE_NAMES.index(f) for f in self.head.config.features]
-        with torch.inference_mode():
-            history = torch.from_numpy(user.history_vectors).unsqueeze(0)
-            if history.shape[1] == 0:
-                history = torch.zeros(1, 1, self.index.dim)
-                mask = torch.zeros(1, 1, dtype=torch.bool)
-            else:
-                mask = torch.ones(1, history.shape[1], dtype=torch.bool)
-            # The dwell head is untrained (no dwell labels in any dataset): not used in serving.
-            logits, _dwell = self.head(
-                history,
-                mask,
-                torch.from_numpy(vectors).unsqueeze(0),
-                self.head.category_ids(categories).unsqueeze(0),
-                torch.from_numpy(features[:, column]).unsqueeze(0),
-            )
-        probability = torch.sigmoid(logits[0]).numpy()
+        # The dwell head is untrained (no dwell labels in any dataset): not used in serving.
+        logits = self.scorer.click_logits(
+            user.history_vectors,
+            vectors,
+            self.scorer.category_ids(categories),
+            features[:, self._head_columns],
+        )
+        probability = 1.0 / (1.0 + np.exp(-logits))
         freshness = self._freshness(entries)
         w = self.config.freshness_weight
         return ScoredCandidates(
@@ -360,15 +353,11 @@ class Recommender:
     def _freshness(self, entries: Sequence[CatalogEntry]) -> np.ndarray:
         now = time.time()
         rate = math.log(2) / (self.config.freshness_half_life_hours * 3600)
-        return np.array(
-            [
-                math.exp(-rate * max(now - e.published_at.timestamp(), 0.0))
-                if e.published_at
-                else 0.5  # unknown age: neither boosted nor buried
-                for e in entries
-            ],
-            dtype=np.float32,
-        )
+        published = np.fromiter((e.published_ts for e in entries), np.float64, len(entries))
+        with np.errstate(invalid="ignore"):  # NaN: no publication time
+            freshness = np.exp(-rate * np.maximum(now - published, 0.0))
+        # Unknown age: neither boosted nor buried.
+        return np.where(np.isnan(published), 0.5, freshness).astype(np.float32)
 
     def _nearest_history(
         self, vectors: np.ndarray, user: UserContext
@@ -432,22 +421,46 @@ class Recommender:
         spread = float(scores.max() - scores.min())
         relevance = (scores - scores.min()) / spread if spread > 0 else np.ones_like(scores)
         cap = k if category_cap is None else max(1, math.ceil(k * category_cap))
+        # A full category's candidates would only come up one by one to be deferred: leaving
+        # them out at once picks the same items, in fewer rounds. Deferred items are used only
+        # when the others run out; then the item-by-item pass gives their exact order.
+        chosen, capped = self._mmr(scored, relevance, k, cap, eager=True)
+        if len(chosen) < k and capped:
+            chosen, _ = self._mmr(scored, relevance, k, cap, eager=False)
+        return chosen
+
+    def _mmr(
+        self, scored: ScoredCandidates, relevance: np.ndarray, k: int, cap: int, eager: bool
+    ) -> tuple[list[int], bool]:
+        """Greedy MMR under the category cap -> (feed order, whether any category was full).
+        `eager`: drop a category's remaining candidates when it fills up, instead of deferring
+        them one by one (the same chosen items, but no deferred ones to fall back on)."""
         lam = self.config.mmr_lambda
-        max_sim = np.zeros(len(scores), dtype=np.float32)
-        available = np.ones(len(scores), dtype=bool)
+        categories = [e.category for e in scored.entries]
+        max_sim = np.zeros(len(relevance), dtype=np.float32)
+        available = np.ones(len(relevance), dtype=bool)
+        left = len(relevance)
         chosen: list[int] = []
         deferred: list[int] = []  # over their category's cap: used only if nothing else is left
         per_category: dict[str | None, int] = {}
-        while len(chosen) < k and available.any():
+        capped = False
+        while len(chosen) < k and left:
             mmr = np.where(available, lam * relevance - (1 - lam) * max_sim, -np.inf)
             best = int(mmr.argmax())
             available[best] = False
-            category = scored.entries[best].category
+            left -= 1
+            category = categories[best]
             if per_category.get(category, 0) >= cap:
                 deferred.append(best)
                 continue
             per_category[category] = per_category.get(category, 0) + 1
             chosen.append(best)
+            if eager and per_category[category] >= cap:
+                capped = True
+                full = np.fromiter((c == category for c in categories), bool, len(categories))
+                left -= int((available & full).sum())
+                available &= ~full
             # (C,) one mat-vec per pick instead of a (C, C) similarity matrix up front
             max_sim = np.maximum(max_sim, scored.vectors @ scored.vectors[best])
-        return chosen + deferred[: k - len(chosen)]
+        capped = capped or bool(deferred)
+        return chosen + deferred[: k - len(chosen)], capped
