@@ -137,8 +137,10 @@ def candidate_features(
     ctr = (np.minimum(popularity, shown) + CTR_PRIOR_CLICKS) / (shown + CTR_PRIOR_SHOWN)
     co = np.log1p(coclick)
     co = co / (1.0 + co)
-    affinity = np.array(
-        [user.category_affinity.get(c, 0.0) if c else 0.0 for c in candidate_categories],
+    # Affinities are kept for named categories only, so None and "" find 0.0 too.
+    affinity = np.fromiter(
+        map(user.category_affinity.get, candidate_categories, repeat(0.0)),
         dtype=np.float32,
+        count=len(candidate_categories),
     )
     return np.stack([content, max_sim, pop, ctr, co, affinity], axis=1).astype(np.float32)

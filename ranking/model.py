@@ -13,6 +13,7 @@ import json
 import math
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
+from itertools import repeat
 from pathlib import Path
 
 import numpy as np
@@ -146,7 +147,9 @@ class ClickScorer:
         config = head.config
         self.use_attention = config.use_attention
         self.heads = config.heads
-        self.category_index = dict(head._category_index)
+        # None is looked up as "" there (`c or ""`): the same here, in one C-level map.
+        self.category_index: dict[str | None, int] = dict(head._category_index)
+        self.category_index[None] = self.category_index.get("", 0)
 
         def array(tensor: torch.Tensor) -> np.ndarray:
             return np.ascontiguousarray(tensor.detach().cpu().numpy(), dtype=np.float32)
@@ -167,9 +170,9 @@ class ClickScorer:
         self.click_w, self.click_b = array(head.click.weight[0]), head.click.bias.item()
 
     def category_ids(self, categories: Sequence[str | None]) -> np.ndarray:
-        index = self.category_index
+        """Like `RankingHead.category_ids`: unknown or missing categories map to 0."""
         return np.fromiter(
-            (index.get(c or "", 0) for c in categories), dtype=np.int64, count=len(categories)
+            map(self.category_index.get, categories, repeat(0)), np.int64, len(categories)
         )
 
     def encode_user(self, history: np.ndarray) -> np.ndarray:

@@ -16,6 +16,7 @@ import time
 from collections import OrderedDict, deque
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from operator import attrgetter
 
 import numpy as np
 
@@ -34,6 +35,8 @@ from retrieval.catalog import ArticleCatalog, CatalogEntry
 from retrieval.index import ArticleIndex
 
 log = logging.getLogger(__name__)
+
+PUBLISHED_TS = attrgetter("published_ts")
 
 POPULARITY_TYPES = frozenset({"click", "like", "share"})
 
@@ -225,23 +228,23 @@ class Recommender:
 
         def add(keys: Iterable[int], source: str) -> None:
             for key in keys:
-                sources.setdefault(int(key), []).append(source)
+                sources.setdefault(key, []).append(source)
 
         if vector is not None:
             allowed = None
             if category is not None:
                 allowed = self.catalog.keys_in_category(category)
             _, found = self.index.search(vector[None, :], self.config.similar_candidates, allowed)
-            add((k_ for k_ in found[0] if k_ >= 0), "similar")
+            add((k_ for k_ in found[0].tolist() if k_ >= 0), "similar")
         add(self.catalog.newest(self.config.fresh_candidates, category), "fresh")
         add(self._popular(self.config.popular_candidates, category), "popular")
-        blocked: set[int] = set()
-        if profile is not None:
-            blocked.update(profile.dismissed)
-            if exclude_read:
-                blocked.update(profile.read)
-        keys = [key for key in sources if key not in blocked]
-        scored = self._score(profile, keys)
+        keys = list(sources)
+        if profile is not None:  # membership in the profile's own ordered sets: no copies
+            dismissed, read = profile.dismissed, profile.read
+            keys = [
+                key for key in keys if key not in dismissed and not (exclude_read and key in read)
+            ]
+        scored = self._score(profile, keys, vector)
         if scored is None:
             return Feed(user_id, [], cold_start=vector is None, candidates=0)
         cap = self.config.category_cap if vector is not None else self.config.cold_category_cap
@@ -252,7 +255,8 @@ class Recommender:
     def rank(self, user_id: str, keys: Sequence[int]) -> list[RankedItem]:
         """Score CMS-supplied candidates with the same head (no exclusions, no diversity)."""
         profile = self.profiles.get(user_id)
-        scored = self._score(profile, list(dict.fromkeys(keys)))
+        vector = profile.vector if profile else None
+        scored = self._score(profile, list(dict.fromkeys(keys)), vector)
         if scored is None:
             return []
         order = np.argsort(-scored.scores, kind="stable").tolist()
@@ -272,16 +276,18 @@ class Recommender:
             return top[:n]
         return [k for k in top if (e := self.catalog.get(k)) and e.category == category][:n]
 
-    def _user_context(self, profile: UserProfile | None) -> UserContext:
+    def _user_context(self, profile: UserProfile | None, vector: np.ndarray | None) -> UserContext:
+        """`vector`: the profile's unit vector, computed once per request by the caller."""
         dim = self.index.dim
-        if profile is None or profile.vector is None:
+        if profile is None or vector is None:
             return UserContext(np.empty((0, dim), np.float32), [], None, {})
-        history = [key for key, _ in profile.history_weights(self.profile_config)]
-        history = history[: self.head.config.max_history]
+        history = profile.recent_keys(self.head.config.max_history)
         present, vectors = self.index.vectors(history)
-        return UserContext(vectors, present, profile.vector, profile.category_affinity())
+        return UserContext(vectors, present, vector, profile.category_affinity())
 
-    def _score(self, profile: UserProfile | None, keys: list[int]) -> ScoredCandidates | None:
+    def _score(
+        self, profile: UserProfile | None, keys: list[int], vector: np.ndarray | None
+    ) -> ScoredCandidates | None:
         """Score candidates with the head; explanations are built later, for the chosen few."""
         present, vectors = self.index.vectors(keys)
         entries = self.catalog.entries(present)
@@ -291,7 +297,7 @@ class Recommender:
         keys = [present[i] for i in keep]
         vectors = vectors[keep]
         entries = [entries[i] for i in keep]
-        user = self._user_context(profile)
+        user = self._user_context(profile, vector)
         categories = [e.category for e in entries]
         features = candidate_features(
             user,
@@ -353,7 +359,7 @@ class Recommender:
     def _freshness(self, entries: Sequence[CatalogEntry]) -> np.ndarray:
         now = time.time()
         rate = math.log(2) / (self.config.freshness_half_life_hours * 3600)
-        published = np.fromiter((e.published_ts for e in entries), np.float64, len(entries))
+        published = np.fromiter(map(PUBLISHED_TS, entries), np.float64, len(entries))
         with np.errstate(invalid="ignore"):  # NaN: no publication time
             freshness = np.exp(-rate * np.maximum(now - published, 0.0))
         # Unknown age: neither boosted nor buried.
@@ -436,7 +442,7 @@ class Recommender:
         `eager`: drop a category's remaining candidates when it fills up, instead of deferring
         them one by one (the same chosen items, but no deferred ones to fall back on)."""
         lam = self.config.mmr_lambda
-        categories = [e.category for e in scored.entries]
+        categories = np.array([e.category for e in scored.entries], dtype=object)
         max_sim = np.zeros(len(relevance), dtype=np.float32)
         available = np.ones(len(relevance), dtype=bool)
         left = len(relevance)
@@ -457,7 +463,7 @@ class Recommender:
             chosen.append(best)
             if eager and per_category[category] >= cap:
                 capped = True
-                full = np.fromiter((c == category for c in categories), bool, len(categories))
+                full = categories == category
                 left -= int((available & full).sum())
                 available &= ~full
             # (C,) one mat-vec per pick instead of a (C, C) similarity matrix up front

@@ -78,7 +78,7 @@ class ArticleCatalog:
         return self._key_of.get(article_id)
 
     def entries(self, keys: Sequence[int]) -> list[CatalogEntry | None]:
-        return [self._by_key.get(k) for k in keys]
+        return list(map(self._by_key.get, keys))
 
     def keys_in_category(self, category: str) -> np.ndarray:
         return np.fromiter(self._by_category.get(category, ()), dtype=np.int64)
