@@ -427,46 +427,56 @@ class Recommender:
         spread = float(scores.max() - scores.min())
         relevance = (scores - scores.min()) / spread if spread > 0 else np.ones_like(scores)
         cap = k if category_cap is None else max(1, math.ceil(k * category_cap))
+        categories = np.array([e.category for e in scored.entries], dtype=object)
+        lam = self.config.mmr_lambda
         # A full category's candidates would only come up one by one to be deferred: leaving
         # them out at once picks the same items, in fewer rounds. Deferred items are used only
         # when the others run out; then the item-by-item pass gives their exact order.
-        chosen, capped = self._mmr(scored, relevance, k, cap, eager=True)
+        chosen, capped = mmr_order(scored.vectors, relevance, categories, k, cap, lam, eager=True)
         if len(chosen) < k and capped:
-            chosen, _ = self._mmr(scored, relevance, k, cap, eager=False)
+            chosen, _ = mmr_order(scored.vectors, relevance, categories, k, cap, lam, eager=False)
         return chosen
 
-    def _mmr(
-        self, scored: ScoredCandidates, relevance: np.ndarray, k: int, cap: int, eager: bool
-    ) -> tuple[list[int], bool]:
-        """Greedy MMR under the category cap -> (feed order, whether any category was full).
-        `eager`: drop a category's remaining candidates when it fills up, instead of deferring
-        them one by one (the same chosen items, but no deferred ones to fall back on)."""
-        lam = self.config.mmr_lambda
-        categories = np.array([e.category for e in scored.entries], dtype=object)
-        max_sim = np.zeros(len(relevance), dtype=np.float32)
-        available = np.ones(len(relevance), dtype=bool)
-        left = len(relevance)
-        chosen: list[int] = []
-        deferred: list[int] = []  # over their category's cap: used only if nothing else is left
-        per_category: dict[str | None, int] = {}
-        capped = False
-        while len(chosen) < k and left:
-            mmr = np.where(available, lam * relevance - (1 - lam) * max_sim, -np.inf)
-            best = int(mmr.argmax())
-            available[best] = False
-            left -= 1
-            category = categories[best]
-            if per_category.get(category, 0) >= cap:
-                deferred.append(best)
-                continue
-            per_category[category] = per_category.get(category, 0) + 1
-            chosen.append(best)
-            if eager and per_category[category] >= cap:
-                capped = True
-                full = categories == category
-                left -= int((available & full).sum())
-                available &= ~full
-            # (C,) one mat-vec per pick instead of a (C, C) similarity matrix up front
-            max_sim = np.maximum(max_sim, scored.vectors @ scored.vectors[best])
-        capped = capped or bool(deferred)
-        return chosen + deferred[: k - len(chosen)], capped
+
+def mmr_order(
+    vectors: np.ndarray,
+    relevance: np.ndarray,
+    categories: np.ndarray,
+    k: int,
+    cap: int,
+    lam: float,
+    eager: bool,
+) -> tuple[list[int], bool]:
+    """Greedy MMR under a per-category cap -> (indices in feed order, whether any category
+    was full). `vectors` (C, d) unit rows, `relevance` (C,) in [0, 1], `categories` (C,) object
+    array. Items over their category's cap are deferred, and fill the feed only when nothing
+    else is left. `eager`: drop a category's remaining candidates when it fills up instead of
+    deferring them one round each (the same chosen items, but no deferred ones to fall back on).
+    """
+    max_sim = np.zeros(len(relevance), dtype=np.float32)
+    available = np.ones(len(relevance), dtype=bool)
+    left = len(relevance)
+    chosen: list[int] = []
+    deferred: list[int] = []
+    per_category: dict[str | None, int] = {}
+    capped = False
+    while len(chosen) < k and left:
+        mmr = np.where(available, lam * relevance - (1 - lam) * max_sim, -np.inf)
+        best = int(mmr.argmax())
+        available[best] = False
+        left -= 1
+        category = categories[best]
+        if per_category.get(category, 0) >= cap:
+            deferred.append(best)
+            continue
+        per_category[category] = per_category.get(category, 0) + 1
+        chosen.append(best)
+        if eager and per_category[category] >= cap:
+            capped = True
+            full = categories == category
+            left -= int((available & full).sum())
+            available &= ~full
+        # (C,) one mat-vec per pick instead of a (C, C) similarity matrix up front
+        max_sim = np.maximum(max_sim, vectors @ vectors[best])
+    capped = capped or bool(deferred)
+    return chosen + deferred[: k - len(chosen)], capped
