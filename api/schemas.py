@@ -191,22 +191,32 @@ class RankedItemOut(BaseModel):
 
     @classmethod
     def of(cls, item) -> RankedItemOut:  # item: ranking.recommend.RankedItem
+        return cls.model_validate(cls.data_of(item))
+
+    @staticmethod
+    def data_of(item) -> dict[str, Any]:  # item: ranking.recommend.RankedItem
+        """The item as plain data: a feed validates all its items in one call from this
+        (one pass in pydantic-core, several times cheaper than building ~60 models one by one).
+        """
         e, x = item.entry, item.explanation
         because = None
         if x.because_you_read:
             rid, title, sim = x.because_you_read
-            because = HistoryRefOut(id=rid, title=title, similarity=sim)
-        return cls(
-            id=e.id,
-            title=e.title,
-            category=e.category,
-            published_at=e.published_at,
-            score=round(item.score, 6),
-            click_probability=round(item.click_probability, 6),
-            explanation=ExplanationOut(
-                text=x.text, because_you_read=because, signals=x.signals, sources=x.sources
-            ),
-        )
+            because = {"id": rid, "title": title, "similarity": sim}
+        return {
+            "id": e.id,
+            "title": e.title,
+            "category": e.category,
+            "published_at": e.published_at,
+            "score": round(item.score, 6),
+            "click_probability": round(item.click_probability, 6),
+            "explanation": {
+                "text": x.text,
+                "because_you_read": because,
+                "signals": x.signals,
+                "sources": x.sources,
+            },
+        }
 
 
 class FeedOut(BaseModel):

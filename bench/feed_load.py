@@ -28,7 +28,9 @@ and the server's (from /proc) are reported per phase so the reader can judge.
 
 Run: `.venv/bin/python -m bench.feed_load [--duration 45] [--py-spy 20] [--keep]`
 Writes `bench/results/feed_load.json`. About 5 minutes on 2 cores (warm embedding cache);
-`--keep` leaves the data dir under `var/bench-feed/` for further profiling.
+`--keep` leaves the data dir under `var/bench-feed/` for further profiling, and
+`--reuse var/bench-feed/run-*/data` starts a later run from a copy of it (steps 1-2 skipped,
+about 1 minute with `--duration 20 --profile-calls 0`).
 """
 
 from __future__ import annotations
@@ -119,6 +121,7 @@ class FeedBenchConfig:
     request_timeout_s: float = 10.0
     shutdown_timeout_s: float = 30.0
     keep: bool = False
+    reuse: Path | None = None  # a kept run's data dir: copied, and steps 1-2 are skipped
     seed: int = 0
 
 
@@ -169,6 +172,16 @@ def ingest_in_process(settings: Settings, events: Sequence[EventDraft], batch: i
         "batch_ms": latency_ms(seconds),
         "close_s": close_s,
     }
+
+
+def reuse_data(kept: Path, data_dir: Path, articles: int) -> list[str]:
+    """Copy a kept run's data dir (articles, events, index snapshot) so this run starts from the
+    same state and leaves the kept one untouched; returns the article ids (`feed-<n>`)."""
+    if not (kept / "index.snapshot").is_file():
+        raise FileNotFoundError(f"{kept} is not a kept feed-bench data dir (no index.snapshot)")
+    shutil.copytree(kept, data_dir)
+    log.info("reusing the data of %s (setup and in-process ingest skipped)", kept)
+    return [f"feed-{i}" for i in range(articles)]
 
 
 # --- HTTP load ----------------------------------------------------------------------------------
@@ -410,9 +423,6 @@ def main(config: FeedBenchConfig) -> dict[str, Any]:
     from api.app import limit_threads  # the server's own thread setup (imports torch)
 
     contention = CpuContention.start()
-    drafts = load_agnews(config.data_dir)
-    base = agnews_embeddings(drafts)
-    vectors = synthetic_set(base, config.articles, config.sigma, config.seed + 1)
     config.work_root.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix="run-", dir=config.work_root))
     data_dir = work / "data"
@@ -426,28 +436,42 @@ def main(config: FeedBenchConfig) -> dict[str, Any]:
             **asdict(config),
             "data_dir": str(config.data_dir),
             "work_root": str(config.work_root),
+            "reuse": str(config.reuse) if config.reuse else None,
         },
     }
     try:
-        now = now_s()
-        catalogue, store_s = populate_articles(
-            data_dir, drafts, vectors, model, now, config.days, config.seed + 2
-        )
-        log.info("stored %d articles in %.1fs", len(catalogue), store_s)
-        events = reader_events(catalogue, config.users, now, config.seed + 3)
-        log.info("generated %d events: %s", len(events), event_mix(events))
-        waited = wait_for_ranker(settings.ranking.model_dir, config.ranker_wait_s)
-        ingest = ingest_in_process(settings, events, config.event_batch)
-        log.info("in-process ingest: %.0f events/s (median)", ingest["median_events_per_s"])
-        result["setup"] = {
-            "articles": len(catalogue),
-            "store_s": store_s,
-            "users": config.users,
-            "event_mix": event_mix(events),
-            "ranker_dir": str(settings.ranking.model_dir),
-            "ranker_wait_s": waited,
-        }
-        result["ingest_in_process"] = ingest
+        if config.reuse is not None:
+            article_ids = reuse_data(config.reuse, data_dir, config.articles)
+            result["setup"] = {
+                "articles": len(article_ids),
+                "users": config.users,
+                "reused_from": str(config.reuse),
+                "ranker_dir": str(settings.ranking.model_dir),
+            }
+        else:
+            drafts = load_agnews(config.data_dir)
+            base = agnews_embeddings(drafts)
+            vectors = synthetic_set(base, config.articles, config.sigma, config.seed + 1)
+            now = now_s()
+            catalogue, store_s = populate_articles(
+                data_dir, drafts, vectors, model, now, config.days, config.seed + 2
+            )
+            article_ids = catalogue.ids
+            log.info("stored %d articles in %.1fs", len(catalogue), store_s)
+            events = reader_events(catalogue, config.users, now, config.seed + 3)
+            log.info("generated %d events: %s", len(events), event_mix(events))
+            waited = wait_for_ranker(settings.ranking.model_dir, config.ranker_wait_s)
+            ingest = ingest_in_process(settings, events, config.event_batch)
+            log.info("in-process ingest: %.0f events/s (median)", ingest["median_events_per_s"])
+            result["setup"] = {
+                "articles": len(catalogue),
+                "store_s": store_s,
+                "users": config.users,
+                "event_mix": event_mix(events),
+                "ranker_dir": str(settings.ranking.model_dir),
+                "ranker_wait_s": waited,
+            }
+            result["ingest_in_process"] = ingest
         users = [user_id(u) for u in range(config.users)]
         server = Server(data_dir, work / "server.log")
         try:
@@ -468,7 +492,7 @@ def main(config: FeedBenchConfig) -> dict[str, Any]:
             ]
             result["events_http"] = run_window(
                 server,
-                events_call(users, catalogue.ids, config.http_event_batch),
+                events_call(users, article_ids, config.http_event_batch),
                 config.event_clients,
                 config.event_warmup_s,
                 config.event_duration_s,
@@ -509,7 +533,18 @@ def main(config: FeedBenchConfig) -> dict[str, Any]:
 
 
 def _print(result: dict[str, Any], config: FeedBenchConfig) -> None:
-    setup, ingest = result["setup"], result["ingest_in_process"]
+    setup, ingest = result["setup"], result.get("ingest_in_process")
+    if ingest is None:
+        print(
+            f"\n### Setup: {setup['articles']:,} articles, {setup['users']:,} readers, reused "
+            f"from {setup['reused_from']}; server ready in {result['server']['ready_s']:.1f} s\n"
+        )
+    else:
+        _print_setup(result, setup, ingest)
+    _print_load(result, config)
+
+
+def _print_setup(result: dict[str, Any], setup: dict[str, Any], ingest: dict[str, Any]) -> None:
     mix = ", ".join(f"{n:,} {kind}" for kind, n in sorted(setup["event_mix"].items()))
     print(f"\n### Setup: {setup['articles']:,} articles, {setup['users']:,} readers ({mix})\n")
     print(
@@ -534,6 +569,9 @@ def _print(result: dict[str, Any], config: FeedBenchConfig) -> None:
             ],
         )
     )
+
+
+def _print_load(result: dict[str, Any], config: FeedBenchConfig) -> None:
     feed = result["feed"]
     lat = feed["latency_ms"]
     print(
@@ -779,6 +817,13 @@ def parse_args(argv: Sequence[str] | None = None) -> FeedBenchConfig:
     )
     parser.add_argument("--ranker-wait", type=float, default=defaults.ranker_wait_s)
     parser.add_argument("--keep", action="store_true", help="keep the data dir afterwards")
+    parser.add_argument(
+        "--reuse",
+        type=Path,
+        default=None,
+        help="start from a copy of a kept run's data dir (var/bench-feed/run-*/data): no "
+        "article store or in-process ingest, so minutes faster when profiling",
+    )
     args = parser.parse_args(argv)
     return FeedBenchConfig(
         data_dir=args.data_dir,
@@ -793,6 +838,7 @@ def parse_args(argv: Sequence[str] | None = None) -> FeedBenchConfig:
         py_spy_s=args.py_spy,
         ranker_wait_s=args.ranker_wait,
         keep=args.keep,
+        reuse=args.reuse,
     )
 
 

@@ -10,6 +10,7 @@ import math
 from collections import Counter, defaultdict
 from collections.abc import Hashable, Sequence
 from dataclasses import dataclass, field
+from itertools import repeat
 
 import numpy as np
 
@@ -49,10 +50,10 @@ class PopularityCounts:
         self.shown[item] += n
 
     def raw_shown(self, items: Sequence[Hashable]) -> np.ndarray:
-        return np.array([self.shown.get(i, 0) for i in items], dtype=np.float32)
+        return _lookup(self.shown, items)
 
     def raw(self, items: Sequence[Hashable]) -> np.ndarray:
-        return np.array([self.counts.get(i, 0) for i in items], dtype=np.float32)
+        return _lookup(self.counts, items)
 
     @property
     def max(self) -> float:
@@ -90,18 +91,24 @@ class CoClickCounts:
         index = {c: n for n, c in enumerate(candidates)}
         if len(index) < len(candidates):  # repeated candidates: plain per-candidate sums
             return np.array([sum(r.get(c, 0) for r in rows) for c in candidates], np.float32)
-        totals = np.zeros(len(candidates), dtype=np.float32)
+        positions: list[int] = []
+        counts: list[int] = []
         for row in rows:
-            # Walk whichever side is shorter: popular items co-occur with thousands of others.
-            if len(row) < len(index):
-                for item, count in row.items():
-                    n = index.get(item)
-                    if n is not None:
-                        totals[n] += count
-            else:
-                for item, n in index.items():
-                    totals[n] += row.get(item, 0)
-        return totals
+            # A key-view intersection walks the smaller side in C: popular items co-occur with
+            # thousands of others, a history item with a few.
+            common = row.keys() & index.keys()
+            positions.extend(map(index.__getitem__, common))
+            counts.extend(map(row.__getitem__, common))
+        # Integer counts: float sums are exact whatever the order of addition.
+        totals = np.bincount(
+            np.asarray(positions, dtype=np.intp), weights=counts, minlength=len(candidates)
+        )
+        return totals.astype(np.float32)
+
+
+def _lookup(counts: Counter, items: Sequence[Hashable]) -> np.ndarray:
+    """(len(items),) float32 counts; missing items count 0."""
+    return np.fromiter(map(counts.get, items, repeat(0)), dtype=np.float32, count=len(items))
 
 
 def candidate_features(
@@ -130,8 +137,10 @@ def candidate_features(
     ctr = (np.minimum(popularity, shown) + CTR_PRIOR_CLICKS) / (shown + CTR_PRIOR_SHOWN)
     co = np.log1p(coclick)
     co = co / (1.0 + co)
-    affinity = np.array(
-        [user.category_affinity.get(c, 0.0) if c else 0.0 for c in candidate_categories],
+    # Affinities are kept for named categories only, so None and "" find 0.0 too.
+    affinity = np.fromiter(
+        map(user.category_affinity.get, candidate_categories, repeat(0.0)),
         dtype=np.float32,
+        count=len(candidate_categories),
     )
     return np.stack([content, max_sim, pop, ctr, co, affinity], axis=1).astype(np.float32)

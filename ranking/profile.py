@@ -13,6 +13,7 @@ import math
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from datetime import datetime
+from itertools import islice
 
 import numpy as np
 
@@ -136,6 +137,11 @@ class UserProfile:
             (item.key, item.weight * math.exp(-rate * (self.last_ts - item.ts)))
             for item in reversed(self.history.values())
         ]
+
+    def recent_keys(self, n: int) -> list[int]:
+        """Keys of the `n` most recent positive items, newest first (`history_weights` order,
+        without computing the weights)."""
+        return list(islice(reversed(self.history), n))
 
     def category_affinity(self) -> dict[str, float]:
         total = sum(w for w in self.categories.values() if w > 0)

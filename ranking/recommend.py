@@ -16,9 +16,9 @@ import time
 from collections import OrderedDict, deque
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from operator import attrgetter
 
 import numpy as np
-import torch
 
 from core.domain import Event
 from core.storage import Storage
@@ -35,6 +35,8 @@ from retrieval.catalog import ArticleCatalog, CatalogEntry
 from retrieval.index import ArticleIndex
 
 log = logging.getLogger(__name__)
+
+PUBLISHED_TS = attrgetter("published_ts")
 
 POPULARITY_TYPES = frozenset({"click", "like", "share"})
 
@@ -179,6 +181,9 @@ class Recommender:
         self.profile_config = profile_config or ProfileConfig()
         self.config = feed_config or FeedConfig()
         self.head_name = head_name
+        # The head's click logit in numpy (same numbers, a fraction of torch's per-op cost).
+        self.scorer = head.click_scorer()
+        self._head_columns = [FEATURE_NAMES.index(f) for f in head.config.features]
         self._popular_cache: tuple[float, list[int]] | None = None
 
     # --- events -----------------------------------------------------------------------------
@@ -223,23 +228,23 @@ class Recommender:
 
         def add(keys: Iterable[int], source: str) -> None:
             for key in keys:
-                sources.setdefault(int(key), []).append(source)
+                sources.setdefault(key, []).append(source)
 
         if vector is not None:
             allowed = None
             if category is not None:
                 allowed = self.catalog.keys_in_category(category)
             _, found = self.index.search(vector[None, :], self.config.similar_candidates, allowed)
-            add((k_ for k_ in found[0] if k_ >= 0), "similar")
+            add((k_ for k_ in found[0].tolist() if k_ >= 0), "similar")
         add(self.catalog.newest(self.config.fresh_candidates, category), "fresh")
         add(self._popular(self.config.popular_candidates, category), "popular")
-        blocked: set[int] = set()
-        if profile is not None:
-            blocked.update(profile.dismissed)
-            if exclude_read:
-                blocked.update(profile.read)
-        keys = [key for key in sources if key not in blocked]
-        scored = self._score(profile, keys)
+        keys = list(sources)
+        if profile is not None:  # membership in the profile's own ordered sets: no copies
+            dismissed, read = profile.dismissed, profile.read
+            keys = [
+                key for key in keys if key not in dismissed and not (exclude_read and key in read)
+            ]
+        scored = self._score(profile, keys, vector)
         if scored is None:
             return Feed(user_id, [], cold_start=vector is None, candidates=0)
         cap = self.config.category_cap if vector is not None else self.config.cold_category_cap
@@ -250,7 +255,8 @@ class Recommender:
     def rank(self, user_id: str, keys: Sequence[int]) -> list[RankedItem]:
         """Score CMS-supplied candidates with the same head (no exclusions, no diversity)."""
         profile = self.profiles.get(user_id)
-        scored = self._score(profile, list(dict.fromkeys(keys)))
+        vector = profile.vector if profile else None
+        scored = self._score(profile, list(dict.fromkeys(keys)), vector)
         if scored is None:
             return []
         order = np.argsort(-scored.scores, kind="stable").tolist()
@@ -270,16 +276,18 @@ class Recommender:
             return top[:n]
         return [k for k in top if (e := self.catalog.get(k)) and e.category == category][:n]
 
-    def _user_context(self, profile: UserProfile | None) -> UserContext:
+    def _user_context(self, profile: UserProfile | None, vector: np.ndarray | None) -> UserContext:
+        """`vector`: the profile's unit vector, computed once per request by the caller."""
         dim = self.index.dim
-        if profile is None or profile.vector is None:
+        if profile is None or vector is None:
             return UserContext(np.empty((0, dim), np.float32), [], None, {})
-        history = [key for key, _ in profile.history_weights(self.profile_config)]
-        history = history[: self.head.config.max_history]
+        history = profile.recent_keys(self.head.config.max_history)
         present, vectors = self.index.vectors(history)
-        return UserContext(vectors, present, profile.vector, profile.category_affinity())
+        return UserContext(vectors, present, vector, profile.category_affinity())
 
-    def _score(self, profile: UserProfile | None, keys: list[int]) -> ScoredCandidates | None:
+    def _score(
+        self, profile: UserProfile | None, keys: list[int], vector: np.ndarray | None
+    ) -> ScoredCandidates | None:
         """Score candidates with the head; explanations are built later, for the chosen few."""
         present, vectors = self.index.vectors(keys)
         entries = self.catalog.entries(present)
@@ -289,7 +297,7 @@ class Recommender:
         keys = [present[i] for i in keep]
         vectors = vectors[keep]
         entries = [entries[i] for i in keep]
-        user = self._user_context(profile)
+        user = self._user_context(profile, vector)
         categories = [e.category for e in entries]
         features = candidate_features(
             user,
@@ -300,23 +308,14 @@ class Recommender:
             self.state.popularity.raw_shown(keys),
             self.state.coclick.raw(user.history_ids, keys),
         )
-        column = [FEATURE_NAMES.index(f) for f in self.head.config.features]
-        with torch.inference_mode():
-            history = torch.from_numpy(user.history_vectors).unsqueeze(0)
-            if history.shape[1] == 0:
-                history = torch.zeros(1, 1, self.index.dim)
-                mask = torch.zeros(1, 1, dtype=torch.bool)
-            else:
-                mask = torch.ones(1, history.shape[1], dtype=torch.bool)
-            # The dwell head is untrained (no dwell labels in any dataset): not used in serving.
-            logits, _dwell = self.head(
-                history,
-                mask,
-                torch.from_numpy(vectors).unsqueeze(0),
-                self.head.category_ids(categories).unsqueeze(0),
-                torch.from_numpy(features[:, column]).unsqueeze(0),
-            )
-        probability = torch.sigmoid(logits[0]).numpy()
+        # The dwell head is untrained (no dwell labels in any dataset): not used in serving.
+        logits = self.scorer.click_logits(
+            user.history_vectors,
+            vectors,
+            self.scorer.category_ids(categories),
+            features[:, self._head_columns],
+        )
+        probability = 1.0 / (1.0 + np.exp(-logits))
         freshness = self._freshness(entries)
         w = self.config.freshness_weight
         return ScoredCandidates(
@@ -360,15 +359,11 @@ class Recommender:
     def _freshness(self, entries: Sequence[CatalogEntry]) -> np.ndarray:
         now = time.time()
         rate = math.log(2) / (self.config.freshness_half_life_hours * 3600)
-        return np.array(
-            [
-                math.exp(-rate * max(now - e.published_at.timestamp(), 0.0))
-                if e.published_at
-                else 0.5  # unknown age: neither boosted nor buried
-                for e in entries
-            ],
-            dtype=np.float32,
-        )
+        published = np.fromiter(map(PUBLISHED_TS, entries), np.float64, len(entries))
+        with np.errstate(invalid="ignore"):  # NaN: no publication time
+            freshness = np.exp(-rate * np.maximum(now - published, 0.0))
+        # Unknown age: neither boosted nor buried.
+        return np.where(np.isnan(published), 0.5, freshness).astype(np.float32)
 
     def _nearest_history(
         self, vectors: np.ndarray, user: UserContext
@@ -432,22 +427,56 @@ class Recommender:
         spread = float(scores.max() - scores.min())
         relevance = (scores - scores.min()) / spread if spread > 0 else np.ones_like(scores)
         cap = k if category_cap is None else max(1, math.ceil(k * category_cap))
+        categories = np.array([e.category for e in scored.entries], dtype=object)
         lam = self.config.mmr_lambda
-        max_sim = np.zeros(len(scores), dtype=np.float32)
-        available = np.ones(len(scores), dtype=bool)
-        chosen: list[int] = []
-        deferred: list[int] = []  # over their category's cap: used only if nothing else is left
-        per_category: dict[str | None, int] = {}
-        while len(chosen) < k and available.any():
-            mmr = np.where(available, lam * relevance - (1 - lam) * max_sim, -np.inf)
-            best = int(mmr.argmax())
-            available[best] = False
-            category = scored.entries[best].category
-            if per_category.get(category, 0) >= cap:
-                deferred.append(best)
-                continue
-            per_category[category] = per_category.get(category, 0) + 1
-            chosen.append(best)
-            # (C,) one mat-vec per pick instead of a (C, C) similarity matrix up front
-            max_sim = np.maximum(max_sim, scored.vectors @ scored.vectors[best])
-        return chosen + deferred[: k - len(chosen)]
+        # A full category's candidates would only come up one by one to be deferred: leaving
+        # them out at once picks the same items, in fewer rounds. Deferred items are used only
+        # when the others run out; then the item-by-item pass gives their exact order.
+        chosen, capped = mmr_order(scored.vectors, relevance, categories, k, cap, lam, eager=True)
+        if len(chosen) < k and capped:
+            chosen, _ = mmr_order(scored.vectors, relevance, categories, k, cap, lam, eager=False)
+        return chosen
+
+
+def mmr_order(
+    vectors: np.ndarray,
+    relevance: np.ndarray,
+    categories: np.ndarray,
+    k: int,
+    cap: int,
+    lam: float,
+    eager: bool,
+) -> tuple[list[int], bool]:
+    """Greedy MMR under a per-category cap -> (indices in feed order, whether any category
+    was full). `vectors` (C, d) unit rows, `relevance` (C,) in [0, 1], `categories` (C,) object
+    array. Items over their category's cap are deferred, and fill the feed only when nothing
+    else is left. `eager`: drop a category's remaining candidates when it fills up instead of
+    deferring them one round each (the same chosen items, but no deferred ones to fall back on).
+    """
+    max_sim = np.zeros(len(relevance), dtype=np.float32)
+    available = np.ones(len(relevance), dtype=bool)
+    left = len(relevance)
+    chosen: list[int] = []
+    deferred: list[int] = []
+    per_category: dict[str | None, int] = {}
+    capped = False
+    while len(chosen) < k and left:
+        mmr = np.where(available, lam * relevance - (1 - lam) * max_sim, -np.inf)
+        best = int(mmr.argmax())
+        available[best] = False
+        left -= 1
+        category = categories[best]
+        if per_category.get(category, 0) >= cap:
+            deferred.append(best)
+            continue
+        per_category[category] = per_category.get(category, 0) + 1
+        chosen.append(best)
+        if eager and per_category[category] >= cap:
+            capped = True
+            full = categories == category
+            left -= int((available & full).sum())
+            available &= ~full
+        # (C,) one mat-vec per pick instead of a (C, C) similarity matrix up front
+        max_sim = np.maximum(max_sim, vectors @ vectors[best])
+    capped = capped or bool(deferred)
+    return chosen + deferred[: k - len(chosen)], capped

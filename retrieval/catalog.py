@@ -7,6 +7,7 @@ and delete.
 
 from __future__ import annotations
 
+import math
 import threading
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -23,6 +24,7 @@ class CatalogEntry:
     category: str | None
     published_at: datetime | None
     seq: int  # arrival order: stands in for publication time when none is given
+    published_ts: float  # published_at in epoch seconds, NaN when unknown: the feed's freshness
 
 
 class ArticleCatalog:
@@ -48,7 +50,15 @@ class ArticleCatalog:
                 self._seq += previous is None
                 if previous is not None:
                     self._by_category.get(previous.category, set()).discard(key)
-                self._by_key[key] = CatalogEntry(key, article_id, title, category, published, seq)
+                self._by_key[key] = CatalogEntry(
+                    key,
+                    article_id,
+                    title,
+                    category,
+                    published,
+                    seq,
+                    published.timestamp() if published else math.nan,
+                )
                 self._by_category.setdefault(category, set()).add(key)
                 self._key_of[article_id] = key
             self._fresh = None
@@ -68,7 +78,7 @@ class ArticleCatalog:
         return self._key_of.get(article_id)
 
     def entries(self, keys: Sequence[int]) -> list[CatalogEntry | None]:
-        return [self._by_key.get(k) for k in keys]
+        return list(map(self._by_key.get, keys))
 
     def keys_in_category(self, category: str) -> np.ndarray:
         return np.fromiter(self._by_category.get(category, ()), dtype=np.int64)

@@ -13,6 +13,7 @@ import logging
 import os
 import threading
 from dataclasses import asdict, dataclass
+from itertools import repeat
 from pathlib import Path
 from typing import Literal
 
@@ -191,7 +192,8 @@ class ArticleIndex:
             return np.empty((0, self.dim), dtype=np.float32)
         storage = self._storage()
         flat = faiss.rev_swig_ptr(storage.get_xb(), total * self.dim)
-        return np.asarray(flat).reshape(total, self.dim)[positions].copy()
+        # Indexing by an integer array copies already: nothing refers to FAISS memory after.
+        return np.asarray(flat).reshape(total, self.dim)[np.asarray(positions, dtype=np.int64)]
 
     # --- queries --------------------------------------------------------------------------
     def __len__(self) -> int:
@@ -210,9 +212,14 @@ class ArticleIndex:
     def vectors(self, keys: list[int]) -> tuple[list[int], np.ndarray]:
         """(the keys that are indexed, their vectors (n, d)) in the order given."""
         with self._lock:
-            present = [k for k in keys if k in self._position]
-            positions = np.array([self._position[k] for k in present], dtype=np.int64)
-            return present, self._vectors_at(positions)
+            found = np.fromiter(
+                map(self._position.get, keys, repeat(-1)), dtype=np.int64, count=len(keys)
+            )
+            hit = found >= 0
+            if hit.all():  # the feed's candidates come from the index: nearly always
+                return list(keys), self._vectors_at(found)
+            present = [k for k, ok in zip(keys, hit.tolist(), strict=True) if ok]
+            return present, self._vectors_at(found[hit])
 
     def search(
         self,

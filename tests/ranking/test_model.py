@@ -97,3 +97,33 @@ def test_few_epochs_on_a_real_slice_lower_validation_loss(tmp_path, embedder):
     assert min(losses[1:]) < losses[0]
     assert (tmp_path / "head" / "model.safetensors").exists()
     assert RankingHead.load(tmp_path / "head").config.categories
+
+
+@pytest.mark.parametrize("use_attention", [True, False])
+@pytest.mark.parametrize("history_length", [0, 1, 7])
+def test_click_scorer_matches_the_torch_forward(use_attention, history_length):
+    torch.manual_seed(0)
+    model = RankingHead(
+        RankingHeadConfig(
+            dim=DIM, hidden=8, heads=2, categories=["sport", "tech"], use_attention=use_attention
+        )
+    )
+    model.eval()
+    rng = np.random.default_rng(history_length)
+    history = rng.standard_normal((history_length, DIM)).astype(np.float32)
+    candidates = rng.standard_normal((9, DIM)).astype(np.float32)
+    categories = ["sport", None, "tech", "unknown-to-the-head", "sport", "tech", None, "x", "tech"]
+    features = rng.random((9, len(FEATURE_NAMES))).astype(np.float32)
+    with torch.inference_mode():
+        padded = history if history_length else np.zeros((1, DIM), np.float32)
+        expected, _ = model(
+            torch.from_numpy(padded).unsqueeze(0),
+            torch.full((1, len(padded)), history_length > 0),
+            torch.from_numpy(candidates).unsqueeze(0),
+            model.category_ids(categories).unsqueeze(0),
+            torch.from_numpy(features).unsqueeze(0),
+        )
+    scorer = model.click_scorer()
+    got = scorer.click_logits(history, candidates, scorer.category_ids(categories), features)
+    assert got.dtype == np.float32
+    np.testing.assert_allclose(got, expected[0].numpy(), rtol=0, atol=1e-5)

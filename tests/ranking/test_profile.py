@@ -70,3 +70,15 @@ def test_coclick_counts_match_a_direct_sum():
     assert counts.raw(history, candidates).tolist() == expected == [3, 1, 0, 1]
     assert counts.raw(history, ["c", "c"]).tolist() == [3, 3]  # repeated candidates
     assert counts.raw(["zz"], candidates).tolist() == [0, 0, 0, 0]
+
+
+def test_recent_keys_are_history_weights_order_without_weights():
+    config = ProfileConfig(history_size=5)
+    profile = UserProfile("u", 2)
+    start = datetime(2024, 1, 1, tzinfo=UTC)
+    for n, key in enumerate([3, 1, 4, 1, 5, 9, 2]):
+        moment = start + timedelta(hours=n)
+        profile.apply("click", key, np.ones(2, np.float32), None, moment, config)
+    newest_first = [k for k, _ in profile.history_weights(config)]
+    assert profile.recent_keys(3) == newest_first[:3] == [2, 9, 5]
+    assert profile.recent_keys(50) == newest_first

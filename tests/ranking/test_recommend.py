@@ -1,0 +1,47 @@
+"""Diversification: the eager MMR pass (a full category leaves the pool at once) picks exactly
+what the item-by-item pass picks."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from ranking.recommend import mmr_order
+
+
+def _case(seed: int, n: int, ties: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    vectors = rng.standard_normal((n, 8)).astype(np.float32)
+    if ties:  # repeated articles and equal relevance: argmax tie-breaking must agree too
+        vectors[n // 2 :] = vectors[: n - n // 2]
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    relevance = rng.random(n).astype(np.float32)
+    if ties:
+        relevance[n // 2 :] = relevance[: n - n // 2]
+    categories = np.array(
+        [[None, "sport", "tech", "world"][i] for i in rng.integers(0, 4, n)], dtype=object
+    )
+    return vectors, relevance, categories
+
+
+@pytest.mark.parametrize("ties", [False, True])
+@pytest.mark.parametrize("n", [3, 9, 40, 200])
+def test_eager_pass_chooses_like_the_item_by_item_pass(n: int, ties: bool) -> None:
+    for seed in range(20):
+        vectors, relevance, categories = _case(seed, n, ties)
+        for k, cap in ((10, 4), (20, 8), (5, 1), (20, 20)):
+            exact, _ = mmr_order(vectors, relevance, categories, k, cap, 0.75, eager=False)
+            eager, capped = mmr_order(vectors, relevance, categories, k, cap, 0.75, eager=True)
+            if len(eager) == min(k, n) or not capped:
+                assert eager == exact
+            else:  # the feed falls back to the exact pass: its chosen part comes first
+                assert exact[: len(eager)] == eager
+            assert len(exact) == min(k, n) and len(set(exact)) == len(exact)
+
+
+def test_over_cap_items_fill_the_feed_only_when_nothing_else_is_left() -> None:
+    vectors = np.eye(4, dtype=np.float32)
+    relevance = np.array([1.0, 0.9, 0.8, 0.1], dtype=np.float32)
+    categories = np.array(["a", "a", "a", "b"], dtype=object)
+    order, capped = mmr_order(vectors, relevance, categories, 4, 2, 0.75, eager=False)
+    assert order == [0, 1, 3, 2] and capped
