@@ -107,6 +107,7 @@
         body,
         accept: "text/event-stream",
       });
+      let finished = false;
       await readEvents(response, (name, data) => {
         if (name === "token") {
           streamed += data.text;
@@ -114,11 +115,15 @@
           $("draft-text").textContent = streamed;
           status.textContent = `Writing… ${tokens} tokens`;
         } else if (name === "done") {
+          finished = true;
           showResult(data, streamed);
         } else if (name === "error") {
           throw new Studio.ApiError(500, data.error.code, data.error.message, data.error.field);
         }
       });
+      if (!finished) {
+        throw new Error("the connection closed before the draft was finished; try again");
+      }
     } catch (error) {
       $("draft-result").hidden = !streamed;
       status.textContent = "";
