@@ -84,13 +84,6 @@ class GenerationConfig(BaseModel):
     workers: int = Field(1, ge=1, le=8, description="Generation threads (each owns 1 core).")
     queue_size: int = Field(8, ge=1, description="Waiting requests beyond which we answer 503.")
     threads_per_worker: int = Field(1, ge=1, le=8)
-    nice: int = Field(
-        10,
-        ge=0,
-        le=19,
-        description="Scheduling niceness of the generation threads: on a busy box page renders "
-        "(feed, search) go first and generation takes the spare CPU (0: same priority).",
-    )
     segments: int = Field(8, ge=1, le=64, description="Interest segments (profile clusters).")
     cache_size: int = Field(4096, ge=0, description="Personalized outputs kept in memory.")
 

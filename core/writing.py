@@ -61,7 +61,7 @@ class WritingService:
             build_model_set(config, settings.data_dir), encode=deps.embedder.encode
         )
         self.cache = GenerationCache(deps.storage, config.cache_size)
-        self.pool = GenerationPool(config.workers, config.queue_size, niceness=config.nice)
+        self.pool = GenerationPool(config.workers, config.queue_size)
         self.n_segments = config.segments
         self._segments_lock = threading.Lock()
 
@@ -69,11 +69,7 @@ class WritingService:
         self.pool.shutdown()
 
     def warm(self) -> dict[str, str]:
-        """Load every served model now (the first load converts; later ones take seconds). On
-        the generation pool: the model's own threads inherit that pool's lower priority."""
-        return self.pool.submit(self._load_models).result()
-
-    def _load_models(self) -> dict[str, str]:
+        """Load every served model now (the first load converts; later ones take seconds)."""
         for role in ("headline", "summary", "base"):
             self.writer.models.get(role)
         return self.writer.models.loaded()

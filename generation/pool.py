@@ -8,8 +8,6 @@ Retry-After) instead of waiting behind minutes of work.
 
 from __future__ import annotations
 
-import logging
-import os
 import threading
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -18,33 +16,13 @@ from typing import TypeVar
 from core.errors import Overloaded
 
 T = TypeVar("T")
-log = logging.getLogger(__name__)
-
-
-def lower_thread_priority(niceness: int) -> None:
-    """Give the calling thread a higher nice value (Linux schedules threads one by one), so on a
-    busy box the scheduler prefers the event loop's page renders to seconds-long generation.
-    Threads a model library starts from this thread (CTranslate2's workers) inherit it."""
-    if niceness <= 0 or not hasattr(os, "setpriority"):
-        return
-    try:
-        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), niceness)
-    except OSError as error:
-        log.warning("could not lower the generation thread's priority: %s", error)
 
 
 class GenerationPool:
-    def __init__(
-        self, workers: int, queue_size: int, seconds_per_job: float = 2.0, niceness: int = 0
-    ) -> None:
+    def __init__(self, workers: int, queue_size: int, seconds_per_job: float = 2.0) -> None:
         self.workers = workers
         self.capacity = workers + queue_size
-        self._executor = ThreadPoolExecutor(
-            max_workers=workers,
-            thread_name_prefix="generate",
-            initializer=lower_thread_priority,
-            initargs=(niceness,),
-        )
+        self._executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="generate")
         self._in_flight = 0
         self._lock = threading.Lock()
         self._seconds_per_job = seconds_per_job
