@@ -175,8 +175,12 @@ class WritingService:
 
     def cached_summary(self, user_id: str, article_id: str) -> dict[str, Any] | None:
         """The fast path, run on the event loop: no model work, no pool."""
+        return self._cached_summary(article_id, self.reader_for(user_id), user_id)
+
+    def _cached_summary(
+        self, article_id: str, reader: Reader | None, user_id: str | None
+    ) -> dict[str, Any] | None:
         article = self.deps.storage.get_article(article_id)
-        reader = self.reader_for(user_id)
         hit = self.cache.get(self._summary_key(article, reader))
         return {**hit, "user_id": user_id, "cached": True} if hit else None
 
@@ -203,9 +207,7 @@ class WritingService:
 
     def cached_segment_summary(self, article_id: str, segment: str) -> dict[str, Any] | None:
         """The fast path of `segment_summary`: no model work."""
-        article = self.deps.storage.get_article(article_id)
-        hit = self.cache.get(self._summary_key(article, self.segment_reader(segment)))
-        return {**hit, "user_id": None, "cached": True} if hit else None
+        return self._cached_summary(article_id, self.segment_reader(segment), None)
 
     def segment_summary(self, article_id: str, segment: str) -> dict[str, Any]:
         """The summary every reader of `segment` gets (editors compare them side by side)."""
