@@ -20,20 +20,9 @@ from api.observability import AccessLog, Metrics, ServiceCollector
 from api.routes import articles, feed, generation, health, quality, search, studio, users
 from core.service import NewsroomService
 from core.settings import Settings
+from core.threads import limit_threads
 
 log = logging.getLogger(__name__)
-
-
-def limit_threads(threads: int) -> None:
-    """Serving runs many small requests side by side: one BLAS/torch thread per request beats
-    several threads fighting over 2 cores (a 378x384 @ 384x50 product: 2.3 ms -> 0.4 ms)."""
-    import faiss
-    import torch
-    from threadpoolctl import threadpool_limits
-
-    torch.set_num_threads(threads)
-    faiss.omp_set_num_threads(threads)
-    threadpool_limits(limits=threads, user_api="blas")
 
 
 async def _purge_events_hourly(app: FastAPI, retention_days: float) -> None:
@@ -64,6 +53,13 @@ def create_app(settings: Settings, service: NewsroomService | None = None) -> Fa
         # stalls requests for hundreds of milliseconds.
         gc.collect()
         gc.freeze()
+        # Replicas load the state of now: started before any request (and the retention job)
+        # can write.
+        workers = None
+        if app.state.service.feed_workers is None:
+            workers = await asyncio.to_thread(app.state.service.start_feed_workers, settings)
+        if app.state.service.feed_workers is not None:
+            app.state.service.feed_workers.attach(asyncio.get_running_loop())
         app.state.cpu_pool = ThreadPoolExecutor(
             max_workers=settings.limits.cpu_workers, thread_name_prefix="newsroom-cpu"
         )
@@ -80,6 +76,9 @@ def create_app(settings: Settings, service: NewsroomService | None = None) -> Fa
             app.state.cpu_pool.shutdown(wait=False, cancel_futures=True)
             if owned:
                 app.state.service.close()
+            elif workers is not None:  # a shared service outlives the app, its replicas do not
+                app.state.service.feed_workers = None
+                workers.close()
 
     app = FastAPI(
         title="Newsroom",

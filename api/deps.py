@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Annotated, TypeVar
 
 from fastapi import Depends, Request
@@ -47,15 +47,15 @@ async def cached_or_generated(
     return await run_generation(request, fn, *args)
 
 
-def run_on_loop(request: Request, fn: Callable[..., T], *args: object, **kwargs: object) -> T:
-    """Run short CPU work on the event loop itself, timed like `run_cpu` (pool "loop"). For
-    work of a few milliseconds that holds the GIL throughout: a pool thread would not run it
-    any sooner, and the hand-off costs CPU and tail latency under load."""
+async def observe_async(
+    request: Request, pool: str, fn: Callable[..., Awaitable[T]], *args: object
+) -> T:
+    """Await `fn(*args)`, timed like `run_cpu` under `pool`."""
     started = time.perf_counter()
     try:
-        return fn(*args, **kwargs)
+        return await fn(*args)
     finally:
-        _observe(request, "loop", fn, started)
+        _observe(request, pool, fn, started)
 
 
 def _observe(request: Request, pool: str, fn: Callable[..., object], started: float) -> None:

@@ -106,6 +106,7 @@ class HealthOut(BaseModel):
     ranker: str | None = Field(description="Loaded ranking head, or null (feed unavailable).")
     events: int
     keys_required: bool = Field(description="API keys are enabled: send one as a Bearer token.")
+    feed_workers: int = Field(0, description="Feed replica processes running (0: in-process).")
 
 
 class ErrorBody(BaseModel):

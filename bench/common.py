@@ -207,15 +207,32 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def process_memory_kib(pid: int) -> dict[str, int]:
-    """VmRSS (resident now) and VmHWM (peak resident) of `pid` in KiB, from /proc."""
-    found: dict[str, int] = {}
-    with open(f"/proc/{pid}/status", encoding="ascii") as status:
-        for line in status:
-            key, _, value = line.partition(":")
-            if key in ("VmRSS", "VmHWM"):
-                found[key] = int(value.split()[0])
+def process_memory_kib(pid: int, with_children: bool = False) -> dict[str, int]:
+    """VmRSS (resident now) and VmHWM (peak resident) of `pid` in KiB, from /proc; with its
+    child processes (e.g. feed replicas) added when `with_children` (peaks are then summed
+    per process, an upper bound of the joint peak)."""
+    found = {"VmRSS": 0, "VmHWM": 0}
+    for member in [pid, *(child_pids(pid) if with_children else [])]:
+        try:
+            with open(f"/proc/{member}/status", encoding="ascii") as status:
+                for line in status:
+                    key, _, value = line.partition(":")
+                    if key in found:
+                        found[key] += int(value.split()[0])
+        except FileNotFoundError:  # a child that just exited
+            continue
     return found
+
+
+def child_pids(pid: int) -> list[int]:
+    """Direct children of `pid`, from /proc/PID/task/*/children."""
+    children: list[int] = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            children += [int(c) for c in (task / "children").read_text().split()]
+        except FileNotFoundError:
+            continue
+    return children
 
 
 def _busy_jiffies() -> float:

@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from bench.common import REPO_ROOT
+from bench.common import REPO_ROOT, child_pids
 from bench.http_search import populate
 from core.domain import ArticleDraft, EventDraft
 
@@ -184,11 +184,18 @@ def wait_for_ranker(model_dir: Path, timeout_s: float, settle_s: float = 10.0) -
 
 # --- processes ----------------------------------------------------------------------------------
 def process_cpu_s(pid: int) -> float:
-    """User + system CPU seconds of `pid` (all its threads) so far, from /proc/PID/stat."""
-    with open(f"/proc/{pid}/stat", encoding="ascii") as stat:
-        # The command name may hold spaces: fields are counted after its closing parenthesis.
-        fields = stat.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    """User + system CPU seconds so far of `pid` (all its threads) and of its live child
+    processes (feed replicas), from /proc/PID/stat."""
+    total = 0.0
+    for member in [pid, *child_pids(pid)]:
+        try:
+            with open(f"/proc/{member}/stat", encoding="ascii") as stat:
+                # The command name may hold spaces: fields count after its closing parenthesis.
+                fields = stat.read().rsplit(")", 1)[1].split()
+        except FileNotFoundError:  # a child that just exited
+            continue
+        total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return total
 
 
 # --- profiles -----------------------------------------------------------------------------------

@@ -87,6 +87,7 @@ from bench.feed_common import (
     wait_for_ranker,
 )
 from bench.http_search import Server
+from bench.lean_http import LeanConnection, LeanHTTPError
 from core.domain import EventDraft
 from core.settings import Settings
 from retrieval.embedder import model_name
@@ -127,6 +128,8 @@ class FeedBenchConfig:
     shutdown_timeout_s: float = 30.0
     keep: bool = False
     reuse: Path | None = None  # a kept run's data dir: copied, and steps 1-2 are skipped
+    feed_workers: int = 0  # the server's NEWSROOM_RANKING__FEED_WORKERS (replica processes)
+    client: str = "lean"  # load generator HTTP client: "lean" (bench.lean_http) or "httpx"
     seed: int = 0
 
 
@@ -197,7 +200,8 @@ class Outcome:
     counts: dict[str, int] = field(default_factory=dict)
 
 
-Call = Callable[[httpx.AsyncClient, random.Random], Awaitable[Outcome]]
+Client = httpx.AsyncClient | LeanConnection
+Call = Callable[[Client, random.Random], Awaitable[Outcome]]
 
 
 @dataclass(slots=True)
@@ -217,6 +221,7 @@ async def _window(
     timeout_s: float,
     seed: int,
     rate: float = 0.0,
+    client_kind: str = "lean",
 ) -> dict[str, Any]:
     """`clients` workers issue `call` for warmup + duration seconds: back to back (closed loop,
     `rate` 0: the server's saturation throughput and the queueing latency it brings), or each
@@ -224,7 +229,8 @@ async def _window(
     latency a page render sees at that traffic). Paced latency runs from the *scheduled* start,
     so a request delayed behind a slow one counts its wait too (no coordinated omission).
     Requests scheduled inside the measured window count; CPU of this process and of the server
-    is metered over exactly that window."""
+    is metered over exactly that window. `client_kind`: "lean" (one `LeanConnection` per
+    worker) or "httpx" (one shared AsyncClient, ~5x the client CPU per request)."""
     samples: list[Sample] = []
     meter: dict[str, float] = {}
     begin = time.perf_counter()
@@ -232,19 +238,19 @@ async def _window(
     stop_at = measure_from + duration_s
     limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
 
-    async def one(client: httpx.AsyncClient, rng: random.Random, started: float) -> None:
+    async def one(client: Client, rng: random.Random, started: float) -> None:
         try:
             outcome = await call(client, rng)
-        except (httpx.HTTPError, ValueError, KeyError) as exc:
+        except (httpx.HTTPError, LeanHTTPError, ValueError, KeyError) as exc:
             outcome = Outcome(False, "exception", {type(exc).__name__: 1})
         samples.append(Sample(started, time.perf_counter() - started, outcome))
 
-    async def worker(client: httpx.AsyncClient, n: int) -> None:
+    async def worker(client: Client, n: int) -> None:
         rng = random.Random(seed * 1000 + n)
         while (started := time.perf_counter()) < stop_at:
             await one(client, rng, started)
 
-    async def paced_worker(client: httpx.AsyncClient, n: int) -> None:
+    async def paced_worker(client: Client, n: int) -> None:
         rng = random.Random(seed * 1000 + n)
         arrivals = random.Random(seed * 7919 + n)
         scheduled = begin + arrivals.expovariate(rate / clients)
@@ -263,9 +269,17 @@ async def _window(
         meter["server_cpu"] = process_cpu_s(server_pid) - meter["server_cpu"]
         meter["wall"] = time.perf_counter() - meter["wall"]
 
-    async with httpx.AsyncClient(base_url=base_url, timeout=timeout_s, limits=limits) as client:
-        run = paced_worker if rate > 0 else worker
-        await asyncio.gather(metering(), *(run(client, n) for n in range(clients)))
+    run = paced_worker if rate > 0 else worker
+    if client_kind == "httpx":
+        async with httpx.AsyncClient(base_url=base_url, timeout=timeout_s, limits=limits) as client:
+            await asyncio.gather(metering(), *(run(client, n) for n in range(clients)))
+    else:
+        connections = [LeanConnection(base_url, timeout_s) for _ in range(clients)]
+        try:
+            await asyncio.gather(metering(), *(run(c, n) for n, c in enumerate(connections)))
+        finally:
+            for connection in connections:
+                await connection.aclose()
 
     measured = [s for s in samples if measure_from <= s.started < stop_at]
     warm = [s for s in samples if s.started < measure_from]
@@ -298,7 +312,7 @@ async def _window(
 
 
 def feed_call(users: Sequence[str], k: int, cold_share: float) -> Call:
-    async def call(client: httpx.AsyncClient, rng: random.Random) -> Outcome:
+    async def call(client: Client, rng: random.Random) -> Outcome:
         cold = rng.random() < cold_share
         user = f"cold-{rng.getrandbits(48):012x}" if cold else rng.choice(users)
         response = await client.get(f"/v1/users/{user}/feed", params={"k": k})
@@ -323,7 +337,7 @@ def events_call(users: Sequence[str], article_ids: Sequence[str], size: int) -> 
     numbers = itertools.count()
     kinds = ("impression", "impression", "click")
 
-    async def call(client: httpx.AsyncClient, rng: random.Random) -> Outcome:
+    async def call(client: Client, rng: random.Random) -> Outcome:
         batch = next(numbers)
         events = [
             {
@@ -366,6 +380,7 @@ def run_window(
             config.request_timeout_s,
             config.seed,
             rate,
+            config.client,
         )
     )
 
@@ -446,7 +461,7 @@ def profile_in_process(settings: Settings, users: Sequence[str], config: FeedBen
 
 # --- figure -------------------------------------------------------------------------------------
 def main(config: FeedBenchConfig) -> dict[str, Any]:
-    from api.app import limit_threads  # the server's own thread setup (imports torch)
+    from core.threads import limit_threads  # the server's own thread setup (imports torch)
 
     contention = CpuContention.start()
     config.work_root.mkdir(parents=True, exist_ok=True)
@@ -499,7 +514,11 @@ def main(config: FeedBenchConfig) -> dict[str, Any]:
             }
             result["ingest_in_process"] = ingest
         users = [user_id(u) for u in range(config.users)]
-        server = Server(data_dir, work / "server.log")
+        server = Server(
+            data_dir,
+            work / "server.log",
+            {"NEWSROOM_RANKING__FEED_WORKERS": str(config.feed_workers)},
+        )
         try:
             ready_s, health = server.start(config.startup_timeout_s)
             log.info("server ready in %.1fs: %s", ready_s, health)
@@ -540,7 +559,9 @@ def main(config: FeedBenchConfig) -> dict[str, Any]:
                 result["py_spy"] = py_spy_window(server, feed, config, work / "py-spy.txt")
         finally:
             stopped, stop_s = server.stop(config.shutdown_timeout_s)
-            server_log = server.log_lines("index ready", "interaction state", "ranking head")
+            server_log = server.log_lines(
+                "index ready", "interaction state", "ranking head", "feed replicas"
+            )
         result["server"] = {
             "ready_s": ready_s,
             "health": health,
@@ -909,6 +930,19 @@ def parse_args(argv: Sequence[str] | None = None) -> FeedBenchConfig:
         help="start from a copy of a kept run's data dir (var/bench-feed/run-*/data): no "
         "article store or in-process ingest, so minutes faster when profiling",
     )
+    parser.add_argument(
+        "--feed-workers",
+        type=int,
+        default=defaults.feed_workers,
+        help="feed replica processes in the server (0: feeds scored in the serving process)",
+    )
+    parser.add_argument(
+        "--client",
+        choices=("lean", "httpx"),
+        default=defaults.client,
+        help="the load generator's HTTP client (httpx costs ~5x the CPU per request, taken "
+        "from the cores the server runs on)",
+    )
     args = parser.parse_args(argv)
     return FeedBenchConfig(
         data_dir=args.data_dir,
@@ -925,6 +959,8 @@ def parse_args(argv: Sequence[str] | None = None) -> FeedBenchConfig:
         ranker_wait_s=args.ranker_wait,
         keep=args.keep,
         reuse=args.reuse,
+        feed_workers=args.feed_workers,
+        client=args.client,
     )
 
 

@@ -141,9 +141,12 @@ def newsroom_executable() -> str:
 class Server:
     """`newsroom serve` on 127.0.0.1 as a subprocess, with bounded start and stop."""
 
-    def __init__(self, data_dir: Path, log_path: Path) -> None:
+    def __init__(
+        self, data_dir: Path, log_path: Path, extra_env: dict[str, str] | None = None
+    ) -> None:
         self.data_dir = data_dir
         self.log_path = log_path
+        self.extra_env = extra_env or {}
         self.port = free_port()
         self.base_url = f"http://127.0.0.1:{self.port}"
         self.process: subprocess.Popen[bytes] | None = None
@@ -153,6 +156,7 @@ class Server:
         # Only our data dir reaches the server: no inherited NEWSROOM_* and no .env (cwd = tmp).
         env = {k: v for k, v in os.environ.items() if not k.startswith("NEWSROOM_")}
         env["NEWSROOM_DATA_DIR"] = str(self.data_dir)
+        env.update(self.extra_env)
         command = [newsroom_executable(), "serve", "--host", "127.0.0.1", "--port", str(self.port)]
         started = time.perf_counter()
         with open(self.log_path, "wb") as server_log:
@@ -183,7 +187,7 @@ class Server:
 
     def memory_kib(self) -> dict[str, int]:
         assert self.process is not None
-        return process_memory_kib(self.process.pid)
+        return process_memory_kib(self.process.pid, with_children=True)
 
     def stop(self, timeout_s: float) -> tuple[str, float]:
         """SIGINT (uvicorn's graceful shutdown), then SIGTERM, then SIGKILL; returns how it

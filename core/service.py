@@ -34,7 +34,8 @@ from core.storage import Storage
 from core.writing import WritingDeps, WritingService
 from ranking.profile import EVENT_TYPES, UserProfile
 from ranking.recommend import Feed, RankedItem, Recommender
-from retrieval.catalog import ArticleCatalog
+from ranking.workers import FeedWorkers, ReplicaSpec, WorkerLost
+from retrieval.catalog import ArticleCatalog, CatalogRow
 from retrieval.embedder import Embedder
 from retrieval.index import ArticleIndex, IndexConfig
 from retrieval.ingest import ArticleIngestor, ArticleLimits
@@ -64,6 +65,7 @@ class Health:
     database: str
     ranker: str | None
     events: int
+    feed_workers: int
 
 
 EXAMPLE_READERS_FILE = "example_readers.json"
@@ -115,6 +117,7 @@ class NewsroomService:
             catalog.upsert(storage.catalog_rows())
         self.catalog = catalog
         self.ingestor = ArticleIngestor(storage, embedder, index, catalog, limits)
+        self.ingestor.on_upsert = self._upserted
         self.recommender: Recommender | None = (
             recommender_factory(self) if recommender_factory else None
         )
@@ -126,6 +129,10 @@ class NewsroomService:
         # Where the quality dashboard finds evaluation reports (set by from_settings).
         self.report_dirs: tuple[Path, ...] = ()
         self.example_readers_path: Path | None = None
+        # Feed replicas (`start_feed_workers`): every change below is sent to them, in order,
+        # inside the write lock and before the write returns.
+        self.feed_workers: FeedWorkers | None = None
+        self._index_config: IndexConfig | None = None
 
     @classmethod
     def from_settings(
@@ -167,6 +174,7 @@ class NewsroomService:
             max_bulk_events=settings.limits.max_bulk_events,
         )
         service.sync_report = report
+        service._index_config = index_config
         if report.changed:
             service.save_index()
         service.writing = WritingService(settings, service.writing_deps())
@@ -194,12 +202,44 @@ class NewsroomService:
             self.index.save(self.index_path, self.embedder.name)
             self._unsaved_changes = 0
 
+    def start_feed_workers(self, settings: Settings) -> FeedWorkers | None:
+        """Start `settings.ranking.feed_workers` replica processes (blocking until loaded).
+        Call before any write is accepted; returns None when off or nothing to score with."""
+        count = settings.ranking.feed_workers
+        if count < 1 or self.recommender is None:
+            return None
+        if self._unsaved_changes or not self.index_path.exists():
+            self.save_index()  # replicas load the snapshot: it must hold what this process does
+        spec = ReplicaSpec(
+            database_url=settings.resolved_database_url,
+            user_id_key=user_id_key(settings),
+            index_path=self.index_path,
+            model_name=self.embedder.name,
+            dim=self.embedder.dim,
+            index_config=self._index_config or IndexConfig(),
+            ranking=settings.ranking,
+            torch_threads=settings.ranking.torch_threads,
+        )
+        workers = FeedWorkers(spec, count)
+        workers.start()
+        self.feed_workers = workers
+        return workers
+
     def close(self) -> None:
+        if self.feed_workers is not None:
+            self.feed_workers.close()
         if self.writing is not None:
             self.writing.close()
         if self._unsaved_changes:
             self.save_index()
         self.storage.close()
+
+    def _upserted(
+        self, keys: np.ndarray, vectors: np.ndarray, hashes: list[str], rows: list[CatalogRow]
+    ) -> None:
+        # Called by the ingestor inside the write lock, after the commit and the index update.
+        if self.feed_workers is not None:
+            self.feed_workers.articles(keys, vectors, hashes, rows)
 
     def _note_changes(self, count: int) -> None:
         self._unsaved_changes += count
@@ -268,6 +308,8 @@ class NewsroomService:
             self.index.remove(np.array([key], dtype=np.int64))
             self.catalog.remove(key)
             self._note_changes(1)
+            if self.feed_workers is not None:
+                self.feed_workers.remove_article(key)
         if self.writing is not None:
             self.writing.cache.forget_article(article_id)
 
@@ -304,9 +346,9 @@ class NewsroomService:
             removed = self.storage.delete_user(user_id, marker)
             if self.recommender is not None:
                 self.recommender.profiles.forget([user_id])
-                from ranking.recommend import InteractionState
-
-                self.recommender.state = InteractionState.from_storage(self.storage)
+                self.recommender.reset_interactions()
+                if self.feed_workers is not None:
+                    self.feed_workers.reset_interactions([user_id])
             if self.writing is not None:
                 self.writing.forget_user(user_id)
         if not removed["events"] and not removed["profiles"]:
@@ -318,9 +360,9 @@ class NewsroomService:
         with self._write_lock:
             removed = self.storage.delete_events_before(cutoff)
             if removed and self.recommender is not None:
-                from ranking.recommend import InteractionState
-
-                self.recommender.state = InteractionState.from_storage(self.storage)
+                self.recommender.reset_interactions()
+                if self.feed_workers is not None:
+                    self.feed_workers.reset_interactions([])
         return removed
 
     # --- events, feed, rank -----------------------------------------------------------------
@@ -389,7 +431,9 @@ class NewsroomService:
                 # reloaded from the database, which did not take the events.
                 recommender.profiles.forget(p.user_id for p in profiles)
                 raise
-            recommender.commit_events(new, profiles)
+            interactions = recommender.commit_events(new, profiles)
+            if self.feed_workers is not None and new:
+                self.feed_workers.events(interactions, [p.user_id for p in profiles])
         return EventReport(accepted=len(new), duplicates=len(events) - len(new))
 
     def feed(
@@ -399,6 +443,23 @@ class NewsroomService:
         return self._require_recommender().feed(
             user_id, k, category.lower() if category else None, exclude_read
         )
+
+    async def feed_async(
+        self, user_id: str, k: int = 20, category: str | None = None, exclude_read: bool = True
+    ) -> Feed:
+        """`feed`, scored by a replica process when there are any (else here, on the caller's
+        thread: the event loop's, for the API). A replica that dies mid-request is covered by
+        scoring here: this process always holds the full state."""
+        self._check_k(k)
+        recommender = self._require_recommender()
+        category = category.lower() if category else None
+        workers = self.feed_workers
+        if workers is not None and workers.live:
+            try:
+                return await workers.feed(user_id, k, category, exclude_read)
+            except WorkerLost as exc:
+                log.warning("feed scored in-process: %s", exc)
+        return recommender.feed(user_id, k, category, exclude_read)
 
     def rank(self, user_id: str, article_ids: list[str]) -> RankResult:
         recommender = self._require_recommender()
@@ -466,6 +527,7 @@ class NewsroomService:
             database=self.storage.engine.dialect.name,
             ranker=self.recommender.head_name if self.recommender else None,
             events=self.storage.count_events(),
+            feed_workers=self.feed_workers.live if self.feed_workers is not None else 0,
         )
 
     def quality(self) -> dict[str, Any]:
@@ -520,34 +582,11 @@ class RecommenderFactory:
         self.settings = settings
 
     def __call__(self, service: NewsroomService) -> Recommender | None:
-        from ranking.model import RankingHead
-        from ranking.profile import ProfileConfig
-        from ranking.recommend import FeedConfig, InteractionState, ProfileStore
+        from ranking.recommend import build_recommender
 
-        rc = self.settings.ranking
-        if not (rc.model_dir / "config.json").exists():
-            log.warning("no ranking head at %s: feed and rank are unavailable", rc.model_dir)
-            return None
-        head = RankingHead.load(rc.model_dir)
-        if head.config.dim != service.embedder.dim:
-            raise ModelUnavailable(
-                f"ranking head at {rc.model_dir} expects {head.config.dim}-d embeddings but the "
-                f"embedder gives {service.embedder.dim}: retrain it with `newsroom train-ranker`"
+        try:
+            return build_recommender(
+                self.settings.ranking, service.storage, service.index, service.catalog
             )
-        started = time.perf_counter()
-        state = InteractionState.from_storage(service.storage)
-        log.info("interaction state rebuilt in %.2fs", time.perf_counter() - started)
-        return Recommender(
-            head,
-            service.index,
-            service.catalog,
-            ProfileStore(service.storage, service.embedder.dim),
-            state,
-            ProfileConfig(half_life_days=rc.profile_half_life_days),
-            FeedConfig(
-                freshness_half_life_hours=rc.freshness_half_life_hours,
-                mmr_lambda=rc.mmr_lambda,
-                category_cap=rc.category_cap,
-            ),
-            head_name=rc.model_dir.name,
-        )
+        except ValueError as exc:  # a head trained for other embeddings
+            raise ModelUnavailable(str(exc)) from exc

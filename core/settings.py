@@ -64,6 +64,14 @@ class RankingConfig(BaseModel):
     freshness_half_life_hours: float = Field(48.0, gt=0)
     mmr_lambda: float = Field(0.75, ge=0, le=1, description="1 = relevance only.")
     category_cap: float = Field(0.4, gt=0, le=1, description="Max share of one category.")
+    feed_workers: int = Field(
+        0,
+        ge=0,
+        le=32,
+        description="Replica processes that score feeds (0: in the serving process). Each holds "
+        "a copy of the catalog, index and live counts (~1 GB per 100k articles) and takes a few "
+        "seconds more to start; feeds then scale past one process's GIL.",
+    )
 
 
 class GenerationConfig(BaseModel):

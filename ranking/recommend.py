@@ -21,6 +21,7 @@ from operator import attrgetter
 import numpy as np
 
 from core.domain import Event
+from core.settings import RankingConfig
 from core.storage import Storage
 from ranking.features import (
     FEATURE_NAMES,
@@ -150,6 +151,11 @@ class InteractionState:
                 self.coclick.add_click(list(history), key)
                 history.append(key)
 
+    def apply_all(self, interactions: Iterable[tuple[str, int, str]]) -> None:
+        """(user pseudonym, article key, event type) triples, in arrival order."""
+        for user_id, key, event_type in interactions:
+            self.apply(user_id, key, event_type)
+
     def forget_user(self, user_id: str) -> None:
         self.recent.pop(user_id, None)
 
@@ -186,6 +192,11 @@ class Recommender:
         self._head_columns = [FEATURE_NAMES.index(f) for f in head.config.features]
         self._popular_cache: tuple[float, list[int]] | None = None
 
+    def reset_interactions(self) -> None:
+        """Rebuild the live counts from the stored events (after events were deleted)."""
+        self.state = InteractionState.from_storage(self.profiles.storage)
+        self._popular_cache = None
+
     # --- events -----------------------------------------------------------------------------
     def apply_events(self, events: Sequence[Event]) -> list[UserProfile]:
         """Fold events into (cached) profiles; returns the profiles touched, to be persisted
@@ -209,14 +220,17 @@ class Recommender:
             )
         return list(touched.values())
 
-    def commit_events(self, events: Sequence[Event], profiles: Sequence[UserProfile]) -> None:
+    def commit_events(
+        self, events: Sequence[Event], profiles: Sequence[UserProfile]
+    ) -> list[tuple[str, int, str]]:
+        """Make stored events live; returns the interactions applied to the counts."""
         for profile in profiles:
             self.profiles.remember(profile)
-        for event in events:
-            # Keyed like the stored events it is rebuilt from at start: by pseudonym.
-            self.state.apply(
-                self.profiles.storage.pseudonym(event.user_id), event.article_key, event.type
-            )
+        # Keyed like the stored events the counts are rebuilt from at start: by pseudonym.
+        pseudonym = self.profiles.storage.pseudonym
+        interactions = [(pseudonym(e.user_id), e.article_key, e.type) for e in events]
+        self.state.apply_all(interactions)
+        return interactions
 
     # --- feed -------------------------------------------------------------------------------
     def feed(
@@ -436,6 +450,40 @@ class Recommender:
         if len(chosen) < k and capped:
             chosen, _ = mmr_order(scored.vectors, relevance, categories, k, cap, lam, eager=False)
         return chosen
+
+
+def build_recommender(
+    rc: RankingConfig, storage: Storage, index: ArticleIndex, catalog: ArticleCatalog
+) -> Recommender | None:
+    """The serving recommender over loaded articles: the head from `rc.model_dir`, live counts
+    rebuilt from the stored events. None when no head is there (feed and rank then answer 503
+    saying what to do; search and ingest still work)."""
+    if not (rc.model_dir / "config.json").exists():
+        log.warning("no ranking head at %s: feed and rank are unavailable", rc.model_dir)
+        return None
+    head = RankingHead.load(rc.model_dir)
+    if head.config.dim != index.dim:
+        raise ValueError(
+            f"ranking head at {rc.model_dir} expects {head.config.dim}-d embeddings but the "
+            f"index holds {index.dim}-d ones: retrain it with `newsroom train-ranker`"
+        )
+    started = time.perf_counter()
+    state = InteractionState.from_storage(storage)
+    log.info("interaction state rebuilt in %.2fs", time.perf_counter() - started)
+    return Recommender(
+        head,
+        index,
+        catalog,
+        ProfileStore(storage, index.dim),
+        state,
+        ProfileConfig(half_life_days=rc.profile_half_life_days),
+        FeedConfig(
+            freshness_half_life_hours=rc.freshness_half_life_hours,
+            mmr_lambda=rc.mmr_lambda,
+            category_cap=rc.category_cap,
+        ),
+        head_name=rc.model_dir.name,
+    )
 
 
 def mmr_order(

@@ -15,6 +15,9 @@ from datetime import datetime
 
 import numpy as np
 
+# (key, article id, title, category, published_at): what the catalog keeps of an article.
+CatalogRow = tuple[int, str, str, str | None, datetime | None]
+
 
 @dataclass(slots=True, frozen=True)
 class CatalogEntry:
@@ -41,7 +44,7 @@ class ArticleCatalog:
 
     def upsert(
         self,
-        rows: Iterable[tuple[int, str, str, str | None, datetime | None]],
+        rows: Iterable[CatalogRow],
     ) -> None:
         with self._lock:
             for key, article_id, title, category, published in rows:

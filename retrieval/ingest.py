@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import TypeVar
 
@@ -12,12 +12,14 @@ import numpy as np
 from core.domain import ArticleDraft, IngestReport, as_utc, clean_text
 from core.errors import InvalidInput
 from core.storage import ArticleWrite, Storage
-from retrieval.catalog import ArticleCatalog
+from retrieval.catalog import ArticleCatalog, CatalogRow
 from retrieval.embedder import Embedder
 from retrieval.index import ArticleIndex
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+# Embedded keys, their vectors and content hashes, and the catalog rows of one applied upsert.
+UpsertListener = Callable[[np.ndarray, np.ndarray, list[str], list[CatalogRow]], None]
 
 
 @dataclass(slots=True)
@@ -70,6 +72,9 @@ class ArticleIngestor:
         self.index = index
         self.catalog = catalog
         self.limits = limits or ArticleLimits()
+        # Told of every applied upsert (embedded keys, their vectors and hashes, catalog rows):
+        # how feed replicas follow this process's index and catalog.
+        self.on_upsert: UpsertListener | None = None
 
     def ingest(self, drafts: Iterable[ArticleDraft]) -> IngestReport:
         # Last write wins inside one batch, as it would across two requests.
@@ -112,16 +117,17 @@ class ArticleIngestor:
         keys = self.storage.write_articles(writes, self.embedder.name)
         # The database commit above is the acknowledgement; the index follows it (and is
         # repaired from the database on start if the process dies in between).
+        embedded_keys = np.array([keys[i] for i in to_embed], dtype=np.int64)
+        hashes = [writes[i].content_hash for i in to_embed]
         if to_embed:
-            self.index.add(
-                np.array([keys[i] for i in to_embed], dtype=np.int64),
-                vectors,
-                [writes[i].content_hash for i in to_embed],
-            )
-        self.catalog.upsert(
+            self.index.add(embedded_keys, vectors, hashes)
+        rows = [
             (key, w.article_id, w.draft.title, w.draft.category, as_utc(w.draft.published_at))
             for key, w in zip(keys, writes, strict=True)
-        )
+        ]
+        self.catalog.upsert(rows)
+        if self.on_upsert is not None:
+            self.on_upsert(embedded_keys, vectors, hashes, rows)
         for write in writes:
             if write.key is None:
                 report.created.append(write.article_id)

@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Path, Query, Request, Response
 
 from api.auth import allow
-from api.deps import ServiceDep, run_cpu, run_on_loop
+from api.deps import ServiceDep, observe_async, run_cpu
 from api.schemas import (
     USER_ID_PATTERN,
     ErrorOut,
@@ -48,12 +48,13 @@ async def user_feed(
     exclude_read: Annotated[bool, Query(description="Leave out articles already read.")] = True,
 ) -> Response:
     """The reader's personalized feed; each item says why it is there."""
-    # On the event loop, not the CPU pool: a feed is ~3 ms of mostly GIL-holding Python, and
-    # the hop plus GIL hand-offs cost more than the wait (bench.feed_load, 16 clients on a busy
-    # box: same req/s, p99 162 vs 272 ms). The one I/O is a reader's first feed after a start,
-    # which loads the profile: 0.04 ms on SQLite, a network round trip on PostgreSQL.
-    feed = run_on_loop(
-        request, service.feed, user_id, k=k, category=category, exclude_read=exclude_read
+    # Scored by a feed replica process when the server runs some (NEWSROOM_RANKING__FEED_WORKERS),
+    # else on the event loop, not the CPU pool: a feed is ~3 ms of mostly GIL-holding Python,
+    # and the hop plus GIL hand-offs cost more than the wait (bench.feed_load, 16 clients on a
+    # busy box: same req/s, p99 162 vs 272 ms). The one I/O is a reader's first feed after a
+    # start, which loads the profile: 0.04 ms on SQLite, a round trip on PostgreSQL.
+    feed = await observe_async(
+        request, "feed", service.feed_async, user_id, k, category, exclude_read
     )
     body = FeedOut.model_validate(
         {

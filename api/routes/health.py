@@ -22,5 +22,6 @@ def healthz(request: Request, service: ServiceDep) -> HealthOut:
         database=h.database,
         ranker=h.ranker,
         events=h.events,
+        feed_workers=h.feed_workers,
         keys_required=request.app.state.keyring.enabled,
     )
