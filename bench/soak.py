@@ -159,11 +159,17 @@ async def _generation_pressure(
     return done
 
 
-async def bench(data: Path, minutes: float, clients: int, phase_seconds: float) -> dict[str, Any]:
+async def bench(
+    data: Path, minutes: float, clients: int, phase_seconds: float, feed_workers: int = 0
+) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="bench-soak-") as tmp:
         data_dir = Path(tmp)
         link_shared_models(data_dir)
-        server = Server(data_dir, data_dir / "server.log")
+        server = Server(
+            data_dir,
+            data_dir / "server.log",
+            {"NEWSROOM_RANKING__FEED_WORKERS": str(feed_workers)},
+        )
         server.start(timeout_s=180)
         try:
             async with httpx.AsyncClient(base_url=server.base_url, timeout=300) as client:
@@ -219,6 +225,7 @@ async def bench(data: Path, minutes: float, clients: int, phase_seconds: float) 
     return {
         "minutes": minutes,
         "clients": clients,
+        "feed_workers": feed_workers,
         "routes": {route: latency_ms(values) for route, values in soak.latency.items()},
         "errors": errors,
         "error_examples": {route: v[:3] for route, v in soak.errors.items()},
@@ -244,9 +251,17 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--minutes", type=float, default=4.0)
     parser.add_argument("--clients", type=int, default=8)
     parser.add_argument("--phase-seconds", type=float, default=60.0)
+    parser.add_argument(
+        "--feed-workers",
+        type=int,
+        default=0,
+        help="feed replica processes in the server (0: feeds scored in the serving process)",
+    )
     args = parser.parse_args(argv)
     setup_logging()
-    result = asyncio.run(bench(args.data, args.minutes, args.clients, args.phase_seconds))
+    result = asyncio.run(
+        bench(args.data, args.minutes, args.clients, args.phase_seconds, args.feed_workers)
+    )
     rows = [
         [
             route,

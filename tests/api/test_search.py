@@ -64,6 +64,7 @@ def test_health_and_docs(client, database_url):
         "ranker": "ranker",
         "events": 0,
         "keys_required": False,
+        "feed_workers": 0,
     }
     assert client.get("/docs").status_code == 200
     assert "/v1/search" in client.get("/openapi.json").json()["paths"]
