@@ -57,7 +57,9 @@ def create_app(settings: Settings, service: NewsroomService | None = None) -> Fa
         # can write.
         workers = None
         if app.state.service.feed_workers is None:
-            workers = await asyncio.to_thread(app.state.service.start_feed_workers, settings)
+            workers = await asyncio.to_thread(
+                app.state.service.start_feed_workers, settings, feed.render_feed
+            )
         if app.state.service.feed_workers is not None:
             app.state.service.feed_workers.attach(asyncio.get_running_loop())
         app.state.cpu_pool = ThreadPoolExecutor(

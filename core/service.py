@@ -9,7 +9,7 @@ import os
 import threading
 import time
 import uuid
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -202,8 +202,11 @@ class NewsroomService:
             self.index.save(self.index_path, self.embedder.name)
             self._unsaved_changes = 0
 
-    def start_feed_workers(self, settings: Settings) -> FeedWorkers | None:
-        """Start `settings.ranking.feed_workers` replica processes (blocking until loaded).
+    def start_feed_workers(
+        self, settings: Settings, render: Callable[[Feed], bytes]
+    ) -> FeedWorkers | None:
+        """Start `settings.ranking.feed_workers` replica processes (blocking until loaded) that
+        answer `render(feed)`; `render` must be importable by name (it is sent to them).
         Call before any write is accepted; returns None when off or nothing to score with."""
         count = settings.ranking.feed_workers
         if count < 1 or self.recommender is None:
@@ -219,6 +222,7 @@ class NewsroomService:
             index_config=self._index_config or IndexConfig(),
             ranking=settings.ranking,
             torch_threads=settings.ranking.torch_threads,
+            render=render,
         )
         workers = FeedWorkers(spec, count)
         workers.start()
@@ -444,12 +448,18 @@ class NewsroomService:
             user_id, k, category.lower() if category else None, exclude_read
         )
 
-    async def feed_async(
-        self, user_id: str, k: int = 20, category: str | None = None, exclude_read: bool = True
-    ) -> Feed:
-        """`feed`, scored by a replica process when there are any (else here, on the caller's
-        thread: the event loop's, for the API). A replica that dies mid-request is covered by
-        scoring here: this process always holds the full state."""
+    async def feed_json(
+        self,
+        user_id: str,
+        k: int,
+        category: str | None,
+        exclude_read: bool,
+        render: Callable[[Feed], bytes],
+    ) -> bytes:
+        """`render(feed(...))`, scored and rendered by a replica process when there are any
+        (they render with the function given to `start_feed_workers`), else here, on the
+        caller's thread: the event loop's, for the API. A replica that dies mid-request is
+        covered by scoring here: this process always holds the full state."""
         self._check_k(k)
         recommender = self._require_recommender()
         category = category.lower() if category else None
@@ -459,7 +469,7 @@ class NewsroomService:
                 return await workers.feed(user_id, k, category, exclude_read)
             except WorkerLost as exc:
                 log.warning("feed scored in-process: %s", exc)
-        return recommender.feed(user_id, k, category, exclude_read)
+        return render(recommender.feed(user_id, k, category, exclude_read))
 
     def rank(self, user_id: str, article_ids: list[str]) -> RankResult:
         recommender = self._require_recommender()

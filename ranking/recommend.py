@@ -26,6 +26,7 @@ from core.storage import Storage
 from ranking.features import (
     FEATURE_NAMES,
     CoClickCounts,
+    KeyedPopularityCounts,
     PopularityCounts,
     UserContext,
     candidate_features,
@@ -135,7 +136,7 @@ class ProfileStore:
 class InteractionState:
     """Live popularity, impressions and co-clicks, keyed by article key."""
 
-    popularity: PopularityCounts = field(default_factory=PopularityCounts)
+    popularity: PopularityCounts = field(default_factory=KeyedPopularityCounts)
     coclick: CoClickCounts = field(default_factory=CoClickCounts)
     recent: dict[str, deque] = field(default_factory=dict)  # user -> recent positive keys
 

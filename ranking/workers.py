@@ -32,7 +32,7 @@ import socket
 import struct
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -64,6 +64,9 @@ class ReplicaSpec:
     index_config: IndexConfig
     ranking: RankingConfig
     torch_threads: int = 1
+    # How a replica answers: the feed's final bytes (the API's JSON), so serialising runs in
+    # parallel too. Sent by reference: a module-level function.
+    render: Callable[[Any], bytes] | None = None
 
 
 # --- framing ----------------------------------------------------------------------------------
@@ -114,7 +117,8 @@ def replica_main(sock: socket.socket, spec: ReplicaSpec) -> None:
         if message[0] == "feed":
             _, request_id, user_id, k, category, exclude_read = message
             try:
-                reply = (request_id, replica.recommender.feed(user_id, k, category, exclude_read))
+                feed = replica.recommender.feed(user_id, k, category, exclude_read)
+                reply = (request_id, spec.render(feed) if spec.render else feed)
             except Exception as exc:  # one bad request must not take the replica down
                 log.exception("feed failed in replica %d", os.getpid())
                 reply = (request_id, f"{type(exc).__name__}: {exc}")
@@ -297,7 +301,7 @@ class FeedWorkers:
         finally:
             worker.in_flight -= 1
             self._pending.pop(request_id, None)
-        if isinstance(result, str):
+        if isinstance(result, str):  # an error's text (answers are bytes or a Feed)
             raise RuntimeError(f"feed replica {worker.pid}: {result}")
         self.served += 1
         return result

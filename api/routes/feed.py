@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 from fastapi import APIRouter, Path, Query, Request, Response
 
@@ -19,6 +19,9 @@ from api.schemas import (
     RankIn,
     RankOut,
 )
+
+if TYPE_CHECKING:
+    from ranking.recommend import Feed
 
 router = APIRouter(prefix="/v1", tags=["feed"])
 ERRORS = {413: {"model": ErrorOut}, 422: {"model": ErrorOut}, 503: {"model": ErrorOut}}
@@ -48,25 +51,31 @@ async def user_feed(
     exclude_read: Annotated[bool, Query(description="Leave out articles already read.")] = True,
 ) -> Response:
     """The reader's personalized feed; each item says why it is there."""
-    # Scored by a feed replica process when the server runs some (NEWSROOM_RANKING__FEED_WORKERS),
-    # else on the event loop, not the CPU pool: a feed is ~3 ms of mostly GIL-holding Python,
-    # and the hop plus GIL hand-offs cost more than the wait (bench.feed_load, 16 clients on a
-    # busy box: same req/s, p99 162 vs 272 ms). The one I/O is a reader's first feed after a
-    # start, which loads the profile: 0.04 ms on SQLite, a round trip on PostgreSQL.
-    feed = await observe_async(
-        request, "feed", service.feed_async, user_id, k, category, exclude_read
+    # Scored (and serialised) by a feed replica process when the server runs some
+    # (NEWSROOM_RANKING__FEED_WORKERS), else on the event loop, not the CPU pool: a feed is ~3 ms
+    # of mostly GIL-holding Python, and the hop plus GIL hand-offs cost more than the wait
+    # (bench.feed_load, 16 clients on a busy box: same req/s, p99 162 vs 272 ms). The one I/O is
+    # a reader's first feed after a start, which loads the profile: 0.04 ms on SQLite, a round
+    # trip on PostgreSQL.
+    body = await observe_async(
+        request, "feed", service.feed_json, user_id, k, category, exclude_read, render_feed
     )
+    # The documented schema is still `response_model`'s (`render_feed` validates against it).
+    return Response(body, media_type="application/json")
+
+
+def render_feed(feed: Feed) -> bytes:
+    """The feed as its JSON answer, in one validation pass (returned as a model, FastAPI would
+    validate it all over again first). Runs where the feed was scored: in a replica, if any."""
     body = FeedOut.model_validate(
         {
-            "user_id": user_id,
+            "user_id": feed.user_id,
             "items": [RankedItemOut.data_of(i) for i in feed.items],
             "cold_start": feed.cold_start,
             "candidates": feed.candidates,
         }
     )
-    # Serialised here: returned as a model, FastAPI would validate it all over again first.
-    # The documented schema is still `response_model`'s.
-    return Response(body.model_dump_json(), media_type="application/json")
+    return body.model_dump_json().encode()
 
 
 @router.post("/rank", response_model=RankOut, responses=ERRORS, dependencies=[allow("cms")])

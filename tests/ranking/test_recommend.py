@@ -1,11 +1,12 @@
 """Diversification: the eager MMR pass (a full category leaves the pool at once) picks exactly
-what the item-by-item pass picks."""
+what the item-by-item pass picks. Serving's array-backed popularity counts equal the Counters."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
+from ranking.features import KeyedPopularityCounts, PopularityCounts
 from ranking.recommend import mmr_order
 
 
@@ -45,3 +46,17 @@ def test_over_cap_items_fill_the_feed_only_when_nothing_else_is_left() -> None:
     categories = np.array(["a", "a", "a", "b"], dtype=object)
     order, capped = mmr_order(vectors, relevance, categories, 4, 2, 0.75, eager=False)
     assert order == [0, 1, 3, 2] and capped
+
+
+def test_keyed_popularity_counts_equal_the_counter_ones() -> None:
+    rng = np.random.default_rng(3)
+    plain, keyed = PopularityCounts(), KeyedPopularityCounts()
+    keys, kinds = rng.integers(1, 3000, 5000).tolist(), rng.random(5000).tolist()
+    for key, kind in zip(keys, kinds, strict=True):
+        for counts in (plain, keyed):
+            (counts.add if kind < 0.3 else counts.add_shown)(key)
+    asked = [*rng.integers(0, 5000, 300).tolist(), 0, 10**6]  # past the arrays' end too
+    assert np.array_equal(keyed.raw(asked), plain.raw(asked))
+    assert np.array_equal(keyed.raw_shown(asked), plain.raw_shown(asked))
+    assert keyed.raw(asked).dtype == np.float32
+    assert keyed.max == plain.max and keyed.top(50) == plain.top(50)
