@@ -7,6 +7,8 @@ CONSTRAINTS := $(CURDIR)/constraints.txt
 DATA ?= $(abspath ../shared/data)
 HOST ?= 127.0.0.1
 PORT ?= 8000
+# Feed replica processes for the demo server (see README, "Feed replicas"); 0 scores in-process.
+FEED_WORKERS ?= 2
 STAMP := $(VENV)/.installed
 
 .PHONY: install demo test lint bench clean postgres chromium
@@ -24,7 +26,8 @@ $(STAMP): pyproject.toml constraints.txt
 	touch $(STAMP)
 
 demo: install
-	$(VENV)/bin/newsroom demo --data $(DATA) --host $(HOST) --port $(PORT)
+	NEWSROOM_RANKING__FEED_WORKERS=$(FEED_WORKERS) \
+		$(VENV)/bin/newsroom demo --data $(DATA) --host $(HOST) --port $(PORT)
 
 # The suite runs on SQLite, then the storage and API tests again on a real PostgreSQL 15 that
 # the tests start themselves (initdb in a temp dir, a Unix socket only, torn down after).
