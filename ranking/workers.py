@@ -243,6 +243,8 @@ class FeedWorkers:
                 detail = message[1] if message else "no answer"
                 log.error("feed replica did not start (%s); scoring in-process instead", detail)
                 self._retire(worker)
+                worker.process.kill()  # a replica still loading must not linger
+                worker.process.join(5)
                 continue
             worker.pid = message[1]
         log.info(
@@ -282,7 +284,8 @@ class FeedWorkers:
 
     # --- feeds ----------------------------------------------------------------------------
     async def feed(self, user_id: str, k: int, category: str | None, exclude_read: bool) -> Any:
-        """The feed from the least busy replica; `WorkerLost` when none can answer."""
+        """The feed from the least busy replica, as `spec.render` made it (the `Feed` itself
+        without one); `WorkerLost` when none can answer."""
         live = [w for w in self._workers if w.alive]
         if not live or self._loop is None:
             raise WorkerLost("no feed replica is running")

@@ -9,6 +9,7 @@ import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from itertools import islice
+from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
@@ -17,6 +18,8 @@ from api.app import create_app
 from core.datasets import read_articles
 from core.service import NewsroomService
 from core.settings import Settings
+from ranking.workers import FeedWorkers, ReplicaSpec
+from retrieval.index import IndexConfig
 from tests.conftest import data_path
 
 READERS = ("fan", "cook", "trader")
@@ -141,3 +144,24 @@ def test_a_replica_that_dies_is_covered_in_process(
     # Writes go on without the replica.
     _click(client, "fan", feed["items"][0]["id"])
     assert feed["items"][0]["id"] not in {i["id"] for i in _feed(client, "fan", k=10)["items"]}
+
+
+def test_a_replica_that_cannot_load_leaves_feeds_in_process(
+    settings: Settings, service: NewsroomService, tmp_path: Path
+) -> None:
+    spec = ReplicaSpec(
+        database_url=settings.resolved_database_url,
+        user_id_key=None,
+        index_path=service.index_path,
+        model_name=service.embedder.name,
+        dim=service.embedder.dim,
+        index_config=IndexConfig(),
+        ranking=settings.ranking.model_copy(update={"model_dir": tmp_path / "no-head"}),
+    )
+    workers = FeedWorkers(spec, 1, start_timeout_s=120)
+    workers.start()
+    try:
+        assert workers.live == 0
+        assert not any(w.process.is_alive() for w in workers._workers)
+    finally:
+        workers.close()
