@@ -10,12 +10,15 @@
    batches of 2,000. Each reader clicks 10-30 articles of 1-3 favourite categories (skewed
    towards popular ones), sees each before clicking plus 5-20 it does not click, and dismisses
    0-3 off-topic ones. Reported: events/s, median over batches. The service is then closed.
-3. `newsroom serve` on a free 127.0.0.1 port with NEWSROOM_DATA_DIR at that dir (the ranking head
+3. `newsroom serve` on a free 127.0.0.1 port with NEWSROOM_DATA_DIR at that dir and
+   `--feed-workers` (default 2) feed replica processes (the ranking head
    is the repo's `models/ranker`; if it is missing or still being written, the script waits up
    to 20 minutes for it, before step 2, which needs it too).
-4. Feed load: 16 httpx.AsyncClient workers request `/v1/users/{user}/feed?k=20` back to back for
-   random known readers (10% unknown, cold-start readers) for 45 s after a 5 s warm-up: p50, p90,
-   p99, requests/s, errors (non-200 or exceptions): the saturation point (closed loop). Then the
+4. Feed load: 16 workers (one `bench.lean_http` keep-alive connection each; `--client httpx`
+   for httpx.AsyncClient, ~8x the load generator's CPU) request `/v1/users/{user}/feed?k=20`
+   back to back for random known readers (10% unknown, cold-start readers) for 45 s after a 5 s
+   warm-up: p50, p90, p99, requests/s, errors (non-200 or exceptions): the saturation point
+   (closed loop). Then the
    same 16 clients in open loop, paced to 200 req/s in total (`--paced-rate`; Poisson arrivals,
    latency from each request's scheduled start, so waits behind a slow request count): the
    latency at the target traffic. Then 15 s closed-loop windows at 1 and 4 clients show how
@@ -29,7 +32,7 @@ Targets: feed p99 <= 50 ms and >= 200 requests/s on this 2-core machine. The loa
 runs on the same two cores as the server and competes with it; its CPU time (time.process_time)
 and the server's (from /proc) are reported per phase so the reader can judge.
 
-Run: `.venv/bin/python -m bench.feed_load [--duration 45] [--py-spy 20] [--keep]`
+Run: `.venv/bin/python -m bench.feed_load [--feed-workers 2] [--duration 45] [--py-spy 20] [--keep]`
 Writes `bench/results/feed_load.json`. About 5 minutes on 2 cores (warm embedding cache);
 `--keep` leaves the data dir under `var/bench-feed/` for further profiling, and
 `--reuse var/bench-feed/run-*/data` starts a later run from a copy of it (steps 1-2 skipped,
@@ -128,7 +131,8 @@ class FeedBenchConfig:
     shutdown_timeout_s: float = 30.0
     keep: bool = False
     reuse: Path | None = None  # a kept run's data dir: copied, and steps 1-2 are skipped
-    feed_workers: int = 0  # the server's NEWSROOM_RANKING__FEED_WORKERS (replica processes)
+    # The server's NEWSROOM_RANKING__FEED_WORKERS: replica processes (what `make demo` runs).
+    feed_workers: int = 2
     client: str = "lean"  # load generator HTTP client: "lean" (bench.lean_http) or "httpx"
     seed: int = 0
 

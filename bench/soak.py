@@ -9,8 +9,9 @@ the server's RSS is sampled every 5 s. Growth is measured from the end of the fi
 Phase 2 (isolation): 4 clients ask for feeds for `--phase-seconds`, once alone and once while
 one client keeps the generation pool busy with uncached summaries and drafts.
 
-Run: `.venv/bin/python -m bench.soak [--minutes 4 --clients 8]`. Targets: 0 errors; RSS growth
-after warm-up < 5%; feed p99 under generation load <= 1.5x idle.
+Run: `.venv/bin/python -m bench.soak [--minutes 4 --clients 8] [--feed-workers 2]` (the server's
+feed replica processes, as `make demo` runs it; 0 scores feeds in the serving process).
+Targets: 0 errors; RSS growth after warm-up < 5%; feed p99 under generation load <= 1.5x idle.
 """
 
 from __future__ import annotations
@@ -160,7 +161,7 @@ async def _generation_pressure(
 
 
 async def bench(
-    data: Path, minutes: float, clients: int, phase_seconds: float, feed_workers: int = 0
+    data: Path, minutes: float, clients: int, phase_seconds: float, feed_workers: int = 2
 ) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="bench-soak-") as tmp:
         data_dir = Path(tmp)
@@ -254,7 +255,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument(
         "--feed-workers",
         type=int,
-        default=0,
+        default=2,
         help="feed replica processes in the server (0: feeds scored in the serving process)",
     )
     args = parser.parse_args(argv)
