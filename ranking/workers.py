@@ -27,12 +27,13 @@ import logging
 import multiprocessing
 import os
 import pickle
+import select
 import signal
 import socket
 import struct
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -87,6 +88,18 @@ def _recv_exact(sock: socket.socket, n: int) -> bytes | None:
     return bytes(buffer)
 
 
+def _pop_message(buffer: bytearray) -> Any:
+    """The first whole message in `buffer`, removed from it; None while it is incomplete."""
+    if len(buffer) < HEADER.size:
+        return None
+    end = HEADER.size + HEADER.unpack_from(buffer)[0]
+    if len(buffer) < end:
+        return None
+    message = pickle.loads(buffer[HEADER.size : end])
+    del buffer[:end]
+    return message
+
+
 def _recv_message(sock: socket.socket) -> Any:
     header = _recv_exact(sock, HEADER.size)
     if header is None:
@@ -110,9 +123,9 @@ def replica_main(sock: socket.socket, spec: ReplicaSpec) -> None:
         sock.sendall(_frame(("failed", repr(exc))))
         return
     sock.sendall(_frame(("ready", os.getpid(), replica.size)))
-    while True:
-        message = _recv_message(sock)
-        if message is None or message[0] == "stop":  # serving process gone, or shutdown
+    channel = _Channel(sock)
+    for message in channel.messages():
+        if message[0] == "stop":
             return
         if message[0] == "feed":
             _, request_id, user_id, k, category, exclude_read = message
@@ -122,7 +135,7 @@ def replica_main(sock: socket.socket, spec: ReplicaSpec) -> None:
             except Exception as exc:  # one bad request must not take the replica down
                 log.exception("feed failed in replica %d", os.getpid())
                 reply = (request_id, f"{type(exc).__name__}: {exc}")
-            sock.sendall(_frame(reply))
+            channel.reply(reply)
             continue
         try:
             replica.apply(message)
@@ -130,6 +143,49 @@ def replica_main(sock: socket.socket, spec: ReplicaSpec) -> None:
             # A change not applied would leave this copy behind the serving process for good.
             log.exception("feed replica %d could not apply %r; exiting", os.getpid(), message[0])
             return
+
+
+class _Channel:
+    """The replica's end of the socket. It never blocks on writing: replies the serving
+    process is not reading yet wait here, and incoming messages keep being read. Otherwise a
+    replica stuck sending replies, while the serving process is stuck sending it a large
+    change (its event loop waiting for that send's lock), would wait on each other for ever."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        sock.setblocking(False)
+        self.sock = sock
+        self.inbox = bytearray()
+        self.outbox = bytearray()
+
+    def messages(self) -> Iterator[Any]:
+        """Messages in arrival order, until the serving process closes its end."""
+        while True:
+            while (message := _pop_message(self.inbox)) is not None:
+                yield message
+            readable, writable, _ = select.select(
+                [self.sock], [self.sock] if self.outbox else [], []
+            )
+            if writable:
+                self._flush()
+            if readable:
+                try:
+                    data = self.sock.recv(1 << 20)
+                except BlockingIOError:
+                    continue
+                if not data:
+                    return
+                self.inbox += data
+
+    def reply(self, message: object) -> None:
+        self.outbox += _frame(message)
+        self._flush()
+
+    def _flush(self) -> None:
+        try:
+            sent = self.sock.send(self.outbox)
+        except BlockingIOError:
+            return
+        del self.outbox[:sent]
 
 
 class _Replica:
@@ -263,9 +319,13 @@ class FeedWorkers:
 
     def close(self, timeout_s: float = 10.0) -> None:
         for worker in self._workers:
-            if worker.alive:
-                with contextlib.suppress(OSError):
-                    self._send(worker, ("stop",))
+            # Not waiting on a send that cannot finish: such a replica is killed below.
+            if worker.alive and worker.lock.acquire(timeout=1.0):
+                try:
+                    with contextlib.suppress(OSError):
+                        worker.sock.sendall(_frame(("stop",)))
+                finally:
+                    worker.lock.release()
         deadline = time.monotonic() + timeout_s
         for worker in self._workers:
             worker.process.join(max(0.0, deadline - time.monotonic()))
@@ -357,12 +417,8 @@ class FeedWorkers:
         buffer = worker.buffer
         assert buffer is not None
         buffer += data
-        while len(buffer) >= HEADER.size:
-            size = HEADER.unpack_from(buffer)[0]
-            if len(buffer) < HEADER.size + size:
-                break
-            request_id, result = pickle.loads(buffer[HEADER.size : HEADER.size + size])
-            del buffer[: HEADER.size + size]
+        while (message := _pop_message(buffer)) is not None:
+            request_id, result = message
             pending = self._pending.get(request_id)
             if pending is not None and not pending[1].done():
                 pending[1].set_result(result)

@@ -165,3 +165,47 @@ def test_a_replica_that_cannot_load_leaves_feeds_in_process(
         assert not any(w.process.is_alive() for w in workers._workers)
     finally:
         workers.close()
+
+
+def test_a_replica_keeps_reading_while_its_replies_wait(
+    settings: Settings, service: NewsroomService
+) -> None:
+    """A replica whose replies are not being read (the serving loop is busy, e.g. waiting to
+    send) must still take in a large change; were it stuck writing, both would wait for ever."""
+    import asyncio
+    import threading
+
+    import numpy as np
+
+    from api.routes.feed import render_feed
+
+    service.ingest(list(islice(read_articles(data_path("mind_demo_news"), "mind"), 150)))
+    settings.ranking.feed_workers = 1
+    workers = service.start_feed_workers(settings, render_feed)
+    assert workers is not None and workers.live == 1
+    try:
+        worker = workers._workers[0]
+        # ~40 KB answers, nobody reading them: far past the socket buffers.
+        for n in range(150):
+            workers._send(worker, ("feed", n, f"cold-{n}", 100, None, True))
+        rng = np.random.default_rng(0)
+        vectors = rng.standard_normal((1000, service.embedder.dim)).astype(np.float32)
+        vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+        keys = np.arange(10**6, 10**6 + 1000, dtype=np.int64)
+        rows = [(int(k), f"bulk-{k}", "Bulk", "news", None) for k in keys]
+        sender = threading.Thread(
+            target=workers.articles, args=(keys, vectors, [f"h{k}" for k in keys], rows)
+        )
+        sender.start()
+        sender.join(timeout=60)
+        assert not sender.is_alive(), "the change never got through: replica stuck writing"
+
+        async def one_more_feed() -> bytes:
+            workers.attach(asyncio.get_running_loop())
+            return await workers.feed("cold-last", 5, None, True)
+
+        assert b'"items"' in asyncio.run(one_more_feed())
+        assert workers.live == 1
+    finally:
+        service.feed_workers = None
+        workers.close()
