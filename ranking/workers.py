@@ -349,17 +349,27 @@ class FeedWorkers:
         live = [w for w in self._workers if w.alive]
         if not live or self._loop is None:
             raise WorkerLost("no feed replica is running")
-        worker = min(live, key=lambda w: w.in_flight)
+        live.sort(key=lambda w: w.in_flight)
+        # Least busy first, but not one whose socket a write thread holds (a change being sent,
+        # replicas one after another): this is the event loop, and every request would wait.
+        worker = next((w for w in live if w.lock.acquire(blocking=False)), None)
+        if worker is None:
+            worker = live[0]
+            worker.lock.acquire()
         request_id = next(self._ids)
         future = self._loop.create_future()
         self._pending[request_id] = (worker, future)
         worker.in_flight += 1
         try:
             try:
-                self._send(worker, ("feed", request_id, user_id, k, category, exclude_read))
+                worker.sock.sendall(
+                    _frame(("feed", request_id, user_id, k, category, exclude_read))
+                )
             except OSError as exc:
                 self._lost(worker)
                 raise WorkerLost(str(exc)) from exc
+            finally:
+                worker.lock.release()
             result = await future
         finally:
             worker.in_flight -= 1
@@ -400,11 +410,6 @@ class FeedWorkers:
                 self._lost_threadsafe(worker)
 
     # --- internals ------------------------------------------------------------------------
-    def _send(self, worker: _Worker, message: tuple) -> None:
-        frame = _frame(message)
-        with worker.lock:
-            worker.sock.sendall(frame)
-
     def _on_readable(self, worker: _Worker) -> None:
         try:
             data = worker.sock.recv(1 << 20)

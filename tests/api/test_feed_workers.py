@@ -18,7 +18,7 @@ from api.app import create_app
 from core.datasets import read_articles
 from core.service import NewsroomService
 from core.settings import Settings
-from ranking.workers import FeedWorkers, ReplicaSpec
+from ranking.workers import FeedWorkers, ReplicaSpec, _frame
 from retrieval.index import IndexConfig
 from tests.conftest import data_path
 
@@ -187,7 +187,7 @@ def test_a_replica_keeps_reading_while_its_replies_wait(
         worker = workers._workers[0]
         # ~40 KB answers, nobody reading them: far past the socket buffers.
         for n in range(150):
-            workers._send(worker, ("feed", n, f"cold-{n}", 100, None, True))
+            worker.sock.sendall(_frame(("feed", n, f"cold-{n}", 100, None, True)))
         rng = np.random.default_rng(0)
         vectors = rng.standard_normal((1000, service.embedder.dim)).astype(np.float32)
         vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
