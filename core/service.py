@@ -132,7 +132,6 @@ class NewsroomService:
         # Feed replicas (`start_feed_workers`): every change below is sent to them, in order,
         # inside the write lock and before the write returns.
         self.feed_workers: FeedWorkers | None = None
-        self._index_config: IndexConfig | None = None
 
     @classmethod
     def from_settings(
@@ -174,7 +173,6 @@ class NewsroomService:
             max_bulk_events=settings.limits.max_bulk_events,
         )
         service.sync_report = report
-        service._index_config = index_config
         if report.changed:
             service.save_index()
         service.writing = WritingService(settings, service.writing_deps())
@@ -219,9 +217,8 @@ class NewsroomService:
             index_path=self.index_path,
             model_name=self.embedder.name,
             dim=self.embedder.dim,
-            index_config=self._index_config or IndexConfig(),
+            index_config=self.index.config,
             ranking=settings.ranking,
-            torch_threads=settings.ranking.torch_threads,
             render=render,
         )
         workers = FeedWorkers(spec, count)
@@ -439,14 +436,6 @@ class NewsroomService:
             if self.feed_workers is not None and new:
                 self.feed_workers.events(interactions, [p.user_id for p in profiles])
         return EventReport(accepted=len(new), duplicates=len(events) - len(new))
-
-    def feed(
-        self, user_id: str, k: int = 20, category: str | None = None, exclude_read: bool = True
-    ) -> Feed:
-        self._check_k(k)
-        return self._require_recommender().feed(
-            user_id, k, category.lower() if category else None, exclude_read
-        )
 
     async def feed_json(
         self,

@@ -64,7 +64,6 @@ class ReplicaSpec:
     dim: int
     index_config: IndexConfig
     ranking: RankingConfig
-    torch_threads: int = 1
     # How a replica answers: the feed's final bytes (the API's JSON), so serialising runs in
     # parallel too. Sent by reference: a module-level function.
     render: Callable[[Any], bytes] | None = None
@@ -202,7 +201,7 @@ class _Replica:
         from retrieval.catalog import ArticleCatalog
         from retrieval.sync import open_index
 
-        limit_threads(spec.torch_threads)
+        limit_threads(spec.ranking.torch_threads)
         storage = Storage(spec.database_url, spec.user_id_key)
         catalog = ArticleCatalog()
         catalog.upsert(storage.catalog_rows())
