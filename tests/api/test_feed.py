@@ -18,6 +18,15 @@ def loaded(client, service):
     return {d.id: d for d in drafts}
 
 
+# A food article posted mid-test: a cook's feed must reach it through its vector at once.
+NEW_RECIPE = {
+    "id": "new-recipe",
+    "title": "Easy weeknight pasta recipes with garlic and lemon",
+    "body": "Five dinners you can cook in twenty minutes.",
+    "category": "foodanddrink",
+}
+
+
 def _by_category(articles, category):
     return [a for a in articles.values() if a.category == category]
 
@@ -137,15 +146,7 @@ def test_cold_start_and_new_article_reachable(client, loaded, service):
     # a brand-new article close to a user's reading reaches them through its vector at once
     for article in _by_category(loaded, "foodanddrink")[:4]:
         _click(client, "cook", article.id)
-    client.post(
-        "/v1/articles",
-        json={
-            "id": "new-recipe",
-            "title": "Easy weeknight pasta recipes with garlic and lemon",
-            "body": "Five dinners you can cook in twenty minutes.",
-            "category": "foodanddrink",
-        },
-    )
+    client.post("/v1/articles", json=NEW_RECIPE)
     # reachable: it is a candidate at once (the category feed holds every candidate of it)
     feed = client.get("/v1/users/cook/feed", params={"k": 50, "category": "foodanddrink"}).json()
     items = {i["id"]: i for i in feed["items"]}

@@ -20,6 +20,7 @@ from core.service import NewsroomService
 from core.settings import Settings
 from ranking.workers import FeedWorkers, ReplicaSpec, _frame
 from retrieval.index import IndexConfig
+from tests.api.test_feed import NEW_RECIPE
 from tests.conftest import data_path
 
 READERS = ("fan", "cook", "trader")
@@ -88,15 +89,7 @@ def test_replica_feeds_match_and_follow_every_write(
     assert not {first[0]["id"], first[1]["id"]} & after
 
     # A new article is reachable at once; a deleted one is gone at once.
-    created = client.post(
-        "/v1/articles",
-        json={
-            "id": "new-recipe",
-            "title": "Easy weeknight pasta recipes with garlic and lemon",
-            "body": "Five dinners you can cook in twenty minutes.",
-            "category": "foodanddrink",
-        },
-    )
+    created = client.post("/v1/articles", json=NEW_RECIPE)
     assert created.status_code == 201, created.json()
     feed = _feed(client, "cook", k=50, category="foodanddrink")
     assert "new-recipe" in {i["id"] for i in feed["items"]}
