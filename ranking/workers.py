@@ -34,7 +34,7 @@ import struct
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -188,9 +188,8 @@ class _Channel:
 
 
 class _Replica:
-    def __init__(self, recommender: Any, storage: Any, size: int) -> None:
+    def __init__(self, recommender: Any, size: int) -> None:
         self.recommender = recommender
-        self.storage = storage
         self.size = size
 
     @classmethod
@@ -215,7 +214,7 @@ class _Replica:
             raise RuntimeError(f"no ranking head at {spec.ranking.model_dir}")
         gc.collect()
         gc.freeze()  # as in the serving process: keep full collections off the loaded state
-        return cls(recommender, storage, len(index))
+        return cls(recommender, len(index))
 
     def apply(self, message: tuple) -> None:
         kind = message[0]
@@ -251,11 +250,9 @@ class _Worker:
     alive: bool = True  # gets feeds and changes
     closed: bool = False  # socket closed and no longer read
     in_flight: int = 0
-    buffer: bytearray | None = None
-
-    def __post_init__(self) -> None:
-        self.lock = threading.Lock()  # feeds (event loop) and changes (write threads) share it
-        self.buffer = bytearray()
+    buffer: bytearray = field(default_factory=bytearray)  # replies read so far
+    # Feeds (event loop) and changes (write threads) share the socket.
+    lock: threading.Lock = field(default_factory=threading.Lock)
 
 
 class FeedWorkers:
@@ -418,10 +415,8 @@ class FeedWorkers:
             log.error("feed replica %d exited; scoring its share in-process", worker.pid)
             self._lost(worker)
             return
-        buffer = worker.buffer
-        assert buffer is not None
-        buffer += data
-        while (message := _pop_message(buffer)) is not None:
+        worker.buffer += data
+        while (message := _pop_message(worker.buffer)) is not None:
             request_id, result = message
             pending = self._pending.get(request_id)
             if pending is not None and not pending[1].done():
