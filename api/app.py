@@ -26,12 +26,17 @@ log = logging.getLogger(__name__)
 
 
 async def _purge_events_hourly(app: FastAPI, retention_days: float) -> None:
-    """Event retention: delete events older than the setting at start, then every hour."""
+    """Event retention: delete events older than the setting at start, then every hour (in one
+    process of the newsroom at a time)."""
+    service: NewsroomService = app.state.service
+
+    def purge() -> int:
+        with service.live.once("retention", ttl_s=3000) as mine:
+            return service.readers.purge_expired_events(retention_days) if mine else 0
+
     while True:
         try:
-            removed = await asyncio.get_running_loop().run_in_executor(
-                app.state.cpu_pool, app.state.service.purge_expired_events, retention_days
-            )
+            removed = await asyncio.get_running_loop().run_in_executor(app.state.cpu_pool, purge)
             if removed:
                 log.info("retention: deleted %d events older than %s days", removed, retention_days)
         except Exception:
@@ -47,21 +52,16 @@ def create_app(settings: Settings, service: NewsroomService | None = None) -> Fa
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         limit_threads(settings.ranking.torch_threads)
         owned = service is None
-        app.state.service = service or NewsroomService.from_settings(settings)
+        if owned:
+            app.state.service = await asyncio.to_thread(NewsroomService.from_settings, settings)
+        else:
+            app.state.service = service
         # Millions of long-lived objects (catalog, profiles, co-click counts) were just built:
         # move them out of the collector's sight, or every full collection walks them all and
         # stalls requests for hundreds of milliseconds.
         gc.collect()
         gc.freeze()
-        # Replicas load the state of now: started before any request (and the retention job)
-        # can write.
-        workers = None
-        if app.state.service.feed_workers is None:
-            workers = await asyncio.to_thread(
-                app.state.service.start_feed_workers, settings, feed.render_feed
-            )
-        if app.state.service.feed_workers is not None:
-            app.state.service.feed_workers.attach(asyncio.get_running_loop())
+        app.state.service.start()  # follow other processes' writes (shared mode)
         app.state.cpu_pool = ThreadPoolExecutor(
             max_workers=settings.limits.cpu_workers, thread_name_prefix="newsroom-cpu"
         )
@@ -78,9 +78,6 @@ def create_app(settings: Settings, service: NewsroomService | None = None) -> Fa
             app.state.cpu_pool.shutdown(wait=False, cancel_futures=True)
             if owned:
                 app.state.service.close()
-            elif workers is not None:  # a shared service outlives the app, its replicas do not
-                app.state.service.feed_workers = None
-                workers.close()
 
     app = FastAPI(
         title="Newsroom",
@@ -115,3 +112,12 @@ def create_app(settings: Settings, service: NewsroomService | None = None) -> Fa
     app.include_router(studio.router)
     app.mount("/studio/assets", StaticFiles(directory=studio.ASSETS_DIR), name="studio-assets")
     return app
+
+
+def app_from_environment() -> FastAPI:
+    """The app for `uvicorn --factory` (`newsroom serve --workers N` starts each worker process
+    with it): settings read from the environment, in the process that serves them."""
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    return create_app(Settings())

@@ -35,43 +35,21 @@ async def run_cpu(request: Request, fn: Callable[..., T], *args: object, **kwarg
             pool, functools.partial(fn, *args, **kwargs)
         )
     finally:
-        _observe(request, "cpu", fn, started)
-
-
-async def cached_or_generated(
-    request: Request, cached: T | None, fn: Callable[..., T], *args: object
-) -> T:
-    """A cached output is answered on the event loop; only a miss waits for the model pool."""
-    if cached is not None:
-        return cached
-    return await run_generation(request, fn, *args)
+        observe(request, "cpu", getattr(fn, "__name__", "job"), started)
 
 
 async def observe_async(
     request: Request, pool: str, fn: Callable[..., Awaitable[T]], *args: object
 ) -> T:
-    """Await `fn(*args)`, timed like `run_cpu` under `pool`."""
+    """Await `fn(*args)`, timed under `pool` (model work: `generation`)."""
     started = time.perf_counter()
     try:
         return await fn(*args)
     finally:
-        _observe(request, pool, fn, started)
+        observe(request, pool, getattr(fn, "__name__", "job"), started)
 
 
-def _observe(request: Request, pool: str, fn: Callable[..., object], started: float) -> None:
+def observe(request: Request, pool: str, job: str, started: float) -> None:
     metrics = getattr(request.app.state, "metrics", None)
     if metrics is not None:
-        job = getattr(fn, "__name__", "job")
         metrics.work.labels(pool, job).observe(time.perf_counter() - started)
-
-
-async def run_generation(request: Request, fn: Callable[..., T], *args: object) -> T:
-    """Run model work on the bounded generation pool; a full queue raises `Overloaded` (503)
-    before anything is queued."""
-    service: NewsroomService = request.app.state.service
-    started = time.perf_counter()
-    future = service.require_writing().submit(fn, *args)
-    try:
-        return await asyncio.wrap_future(future)
-    finally:
-        _observe(request, "generation", fn, started)

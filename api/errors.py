@@ -63,12 +63,29 @@ async def _validation(_request: Request, exc: RequestValidationError) -> JSONRes
     return error_response(422, "invalid_input", message, field)
 
 
+def unavailable_store(exc: BaseException) -> str | None:
+    """What is unreachable when `exc` says a store (PostgreSQL, Redis) cannot be reached: a
+    503 the client can retry, never a 500 or a hang (timeouts bound every call)."""
+    import redis
+    from sqlalchemy import exc as sql
+
+    if isinstance(exc, sql.OperationalError | sql.InterfaceError | sql.TimeoutError):
+        return "the database is unreachable; retry shortly"
+    if isinstance(exc, sql.DBAPIError) and exc.connection_invalidated:
+        return "the database connection was lost; retry shortly"
+    if isinstance(exc, redis.exceptions.ConnectionError | redis.exceptions.TimeoutError):
+        return "the shared cache (Redis) is unreachable; retry shortly"
+    return None
+
+
 def status_of(exc: BaseException) -> tuple[int, str]:
     for cls in type(exc).__mro__:
         if cls in STATUS_OF:
             return STATUS_OF[cls]
     if isinstance(exc, NewsroomError):
         return 400, "bad_request"
+    if unavailable_store(exc) is not None:
+        return 503, "unavailable"
     return 500, "internal"
 
 
@@ -78,7 +95,8 @@ def error_body(exc: BaseException) -> dict:
     if status == 500:
         log.error("unhandled error in a stream: %s", type(exc).__name__, exc_info=exc)
         return {"error": {"code": code, "message": "internal error", "field": None}}
-    message = exc.message if isinstance(exc, NewsroomError) else str(exc)
+    fallback = unavailable_store(exc) or str(exc)
+    message = exc.message if isinstance(exc, NewsroomError) else fallback
     return {"error": {"code": code, "message": message, "field": getattr(exc, "field", None)}}
 
 
@@ -100,6 +118,10 @@ async def _http(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
 
 
 async def _unexpected(_request: Request, exc: Exception) -> JSONResponse:
+    unavailable = unavailable_store(exc)
+    if unavailable is not None:
+        log.warning("%s: %s", unavailable, exc)
+        return error_response(503, "unavailable", unavailable, headers={"Retry-After": "5"})
     log.exception("unhandled error: %s", type(exc).__name__)
     return error_response(500, "internal", "internal error; the server log has the details")
 

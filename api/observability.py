@@ -58,25 +58,36 @@ class ServiceCollector(Collector):
         if service is None:
             return
         yield GaugeMetricFamily(
-            "newsroom_index_vectors", "Vectors in the FAISS index.", value=len(service.index)
+            "newsroom_index_vectors",
+            "Vectors in this process's FAISS index.",
+            value=len(service.articles.index),
+        )
+        stats = service.follower.stats
+        yield GaugeMetricFamily(
+            "newsroom_log_entries_applied",
+            "Change-log entries (events and changes) this process has applied.",
+            value=stats.events_applied + stats.changes_applied,
         )
         writing = service.writing
-        if writing is not None:
-            yield GaugeMetricFamily(
-                "newsroom_generation_queue_depth",
-                "Generation jobs running or waiting.",
-                value=writing.pool.depth,
-            )
-            yield GaugeMetricFamily(
-                "newsroom_generation_cache_hit_ratio",
-                "Share of generation cache lookups answered from cache.",
-                value=writing.cache.hit_rate,
-            )
-            yield GaugeMetricFamily(
-                "newsroom_generation_cache_lookups",
-                "Generation cache lookups since start.",
-                value=writing.cache.hits + writing.cache.misses,
-            )
+        if writing is None:
+            return
+        try:  # in shared mode these are Redis reads: a scrape must not fail when Redis does
+            depth, hits, misses = writing.queue.depth, *writing.cache.counts()
+        except Exception:
+            return
+        yield GaugeMetricFamily(
+            "newsroom_generation_queue_depth", "Generation jobs running or waiting.", value=depth
+        )
+        yield GaugeMetricFamily(
+            "newsroom_generation_cache_hit_ratio",
+            "Share of generation cache lookups answered from cache.",
+            value=hits / (hits + misses) if hits + misses else 0.0,
+        )
+        yield GaugeMetricFamily(
+            "newsroom_generation_cache_lookups",
+            "Generation cache lookups since start.",
+            value=hits + misses,
+        )
 
 
 class AccessLog:

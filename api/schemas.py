@@ -106,7 +106,16 @@ class HealthOut(BaseModel):
     ranker: str | None = Field(description="Loaded ranking head, or null (feed unavailable).")
     events: int
     keys_required: bool = Field(description="API keys are enabled: send one as a Bearer token.")
-    feed_workers: int = Field(0, description="Feed replica processes running (0: in-process).")
+    mode: Literal["embedded", "shared"] = Field(
+        description="embedded: one process on SQLite; shared: PostgreSQL + Redis, many processes."
+    )
+    live: dict[str, Any] = Field(
+        default_factory=dict, description="Shared mode: Redis reachable, times it was refilled."
+    )
+    log: dict[str, Any] = Field(
+        default_factory=dict,
+        description="Where this process is in the change log (events and changes applied).",
+    )
 
 
 class ErrorBody(BaseModel):

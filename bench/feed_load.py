@@ -6,7 +6,7 @@
    re-normalised; nothing is re-encoded), with their AG News category and a `published_at`
    spread over the last 7 days so freshness matters.
 2. Events in-process: `NewsroomService.from_settings` (which builds and saves the HNSW index),
-   then 10k readers' events, interleaved in time order, through `service.record_events` in
+   then 10k readers' events, interleaved in time order, through `service.readers.record_events` in
    batches of 2,000. Each reader clicks 10-30 articles of 1-3 favourite categories (skewed
    towards popular ones), sees each before clicking plus 5-20 it does not click, and dismisses
    0-3 off-topic ones. Reported: events/s, median over batches. The service is then closed.
@@ -155,12 +155,12 @@ def ingest_in_process(settings: Settings, events: Sequence[EventDraft], batch: i
         for start in range(0, len(events), batch):
             part = list(events[start : start + batch])
             began = time.perf_counter()
-            report = service.record_events(part)
+            report = service.readers.record_events(part)
             seconds.append(time.perf_counter() - began)
             sizes.append(len(part))
             accepted += report.accepted
             duplicates += report.duplicates
-        health = service.health()
+        health = service.status.health()
     finally:
         began = time.perf_counter()
         service.close()

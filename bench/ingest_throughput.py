@@ -82,9 +82,11 @@ def main(config: IngestBenchConfig) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="newsroom-bench-ingest-") as tmp:
         for run in range(config.runs):
             service = NewsroomService.from_settings(bench_settings(Path(tmp) / f"run{run}"))
-            rc_batch = service.embedder.batch_size
-            texts = [article_text(d.title, d.body, service.embedder.lead_words) for d in drafts]
-            model = service.embedder.model
+            rc_batch = service.articles.embedder.batch_size
+            texts = [
+                article_text(d.title, d.body, service.articles.embedder.lead_words) for d in drafts
+            ]
+            model = service.articles.embedder.model
             if run == 0:  # first call pays torch's lazy initialisation: keep it out of both
                 model.encode(texts[:64], batch_size=rc_batch, normalize_embeddings=True)
                 padded["raw"] = _padded_tokens(model, texts, len(texts), rc_batch)
@@ -102,10 +104,10 @@ def main(config: IngestBenchConfig) -> dict[str, Any]:
                     raw_s.append(elapsed)
                 else:
                     spent: list[float] = []
-                    _timed_encode(service.embedder, spent)
+                    _timed_encode(service.articles.embedder, spent)
                     embedded = 0
                     started = time.perf_counter()
-                    for report in service.ingest_stream(drafts):
+                    for report in service.articles.ingest_stream(drafts):
                         embedded += report.embedded
                     elapsed = time.perf_counter() - started
                     ingest_s.append(elapsed)

@@ -63,7 +63,7 @@ def _ingest(
     total = IngestReport()
     started = time.perf_counter()
     with tqdm(total=len(drafts), desc=label or f"ingest {path.name}", unit="art") as bar:
-        for report in service.ingest_stream(drafts):
+        for report in service.articles.ingest_stream(drafts):
             total.merge(report)
             bar.update(len(report.ids))
             bar.set_postfix(new=len(total.created), embedded=total.embedded)
@@ -105,7 +105,7 @@ def rebuild_index_command(ctx: typer.Context) -> None:
     settings = _settings(ctx)
     settings.index_path.unlink(missing_ok=True)
     service = NewsroomService.from_settings(settings, progress=True)
-    typer.echo(f"index: {len(service.index)} vectors ({service.index.kind})")
+    typer.echo(f"index: {len(service.articles.index)} vectors ({service.articles.index.kind})")
     service.close()
 
 
@@ -123,18 +123,20 @@ def _replay(service: NewsroomService, data: Path) -> None:
     for folder, reader in sources:
         if not (data / folder).is_dir():
             continue
-        drafts = [d for d in reader(data / folder) if service.catalog.key_of(d.article_id)]
+        drafts = [d for d in reader(data / folder) if service.articles.key_of(d.article_id)]
         clicks.update(d.user_id for d in drafts if d.type == "click")
         accepted = duplicates = 0
         with tqdm(total=len(drafts), desc=f"replay {folder}", unit="ev") as bar:
             for start in range(0, len(drafts), 2000):
-                report = service.record_events(drafts[start : start + 2000])
+                report = service.readers.record_events(drafts[start : start + 2000])
                 accepted += report.accepted
                 duplicates += report.duplicates
                 bar.update(min(2000, len(drafts) - start))
         typer.echo(f"{folder}: {accepted} events recorded, {duplicates} already known")
     # The studio's feed preview offers the readers with the longest histories to try.
-    service.write_example_readers([user for user, _ in clicks.most_common(EXAMPLE_READERS)])
+    service.status.write_example_readers(
+        [user for user, _ in clicks.most_common(EXAMPLE_READERS)]
+    )
 
 
 @app.command()
@@ -208,12 +210,40 @@ def eval_ranker(
     typer.echo(f"wrote {json_out} and {json_out.with_suffix('.png')}")
 
 
-def _serve(settings: Settings, host: str, port: int, service: NewsroomService | None) -> None:
+def _serve(
+    settings: Settings,
+    host: str,
+    port: int,
+    service: NewsroomService | None,
+    workers: int = 1,
+) -> None:
     import uvicorn
 
     from api.app import create_app
 
     # access_log off: uvicorn logs raw paths (reader ids); api.observability logs route templates.
+    if workers > 1:
+        if settings.mode != "shared":
+            raise typer.BadParameter(
+                "--workers above 1 needs shared mode, where every process reads and writes the "
+                "same state: set NEWSROOM_DATABASE_URL=postgresql+psycopg://… and "
+                "NEWSROOM_REDIS_URL=redis://… (README: Deploying at scale)",
+                param_hint="--workers",
+            )
+        if service is not None:
+            service.close()  # each worker process builds its own from the environment
+        # Each worker is a fresh (spawned) process that reads the same environment; uvicorn's
+        # supervisor restarts one that dies.
+        uvicorn.run(
+            "api.app:app_from_environment",
+            factory=True,
+            host=host,
+            port=port,
+            workers=workers,
+            log_level="info",
+            access_log=False,
+        )
+        return
     uvicorn.run(
         create_app(settings, service), host=host, port=port, log_level="info", access_log=False
     )
@@ -224,10 +254,24 @@ def serve(
     ctx: typer.Context,
     host: Annotated[str | None, typer.Option(help="Bind address (default from settings).")] = None,
     port: Annotated[int | None, typer.Option(help="Port (default from settings).")] = None,
+    workers: Annotated[
+        int, typer.Option(min=1, max=64, help="API processes (above 1: shared mode only).")
+    ] = 1,
 ) -> None:
     """Serve the HTTP API (OpenAPI docs at /docs)."""
     settings = _settings(ctx)
-    _serve(settings, host or settings.host, port or settings.port, None)
+    _serve(settings, host or settings.host, port or settings.port, None, workers)
+
+
+@app.command("generation-worker")
+def generation_worker(
+    ctx: typer.Context,
+    threads: Annotated[int, typer.Option(min=1, max=8, help="Jobs run at once.")] = 1,
+) -> None:
+    """Run generation jobs from the Redis queue (shared mode); any number, on any host."""
+    from generation.worker import run_worker
+
+    run_worker(_settings(ctx), threads=threads)
 
 
 def _prepare_generation(service: NewsroomService) -> None:
@@ -268,7 +312,7 @@ def demo(
             ("mind_small_dev_impressions", "mind"),
         ):
             _ingest(service, data / folder, fmt, label=folder, skip_ids=seen)
-        service.save_index()
+        service.articles.save_index()
         if service.recommender is not None:
             _replay(service, data)
         if prepare_models:
@@ -292,7 +336,7 @@ def demo(
             f"{base}/v1/users/mind-76954ab64be5/feed?k=5"
         )
     typer.echo(
-        f"\nNewsroom is ready with {len(service.index)} articles.\n"
+        f"\nNewsroom is ready with {len(service.articles.index)} articles.\n"
         f"  studio   : {base}/studio/  (paste the admin key into its API key field)\n"
         f"  API docs : {base}/docs\n"
         f"  health   : {base}/healthz\n"
@@ -313,20 +357,23 @@ def _check_choice(value: str, allowed: tuple[str, ...], option: str) -> None:
 @app.command("finetune")
 def finetune(
     ctx: typer.Context,
-    task: Annotated[str, typer.Option(help="headline | summary")],
+    task: Annotated[str, typer.Option(help="headline | summary | draft")],
     data: Annotated[Path, typer.Option(help="BBC News Summary folder or XSum jsonl/folder.")],
     format: Annotated[str, typer.Option("--format", help="bbc | xsum")],
     out: Annotated[Path, typer.Option(help="Adapter folder (resumes from its checkpoint).")],
     steps: Annotated[int, typer.Option(min=1, help="Optimizer steps.")] = 120,
+    max_target_tokens: Annotated[
+        int | None, typer.Option(min=8, help="Answer tokens trained on (default by task).")
+    ] = None,
     batch_size: Annotated[int, typer.Option(min=1)] = 4,
     learning_rate: Annotated[float, typer.Option(min=0)] = 1e-3,
     rank: Annotated[int, typer.Option(min=1, help="LoRA rank.")] = 8,
     seed: int = 0,
 ) -> None:
     """LoRA fine-tune the base LM for one task: checkpoints, resumable, loss PNG, eval JSON."""
-    from generation.finetune import FinetuneConfig, main
+    from generation.finetune import TARGET_TOKENS, FinetuneConfig, main
 
-    _check_choice(task, ("headline", "summary"), "--task")
+    _check_choice(task, ("headline", "summary", "draft"), "--task")
     _check_choice(format, ("bbc", "xsum"), "--format")
     settings = _settings(ctx)
     config = FinetuneConfig(
@@ -341,6 +388,7 @@ def finetune(
         learning_rate=learning_rate,
         batch_size=batch_size,
         max_steps=steps,
+        max_target_tokens=max_target_tokens or TARGET_TOKENS[task],
         seed=seed,
     )
     report = main(config)
@@ -410,7 +458,7 @@ def pregenerate(
         if service.recommender is not None:
             keys = service.recommender.state.popularity.top(top)
         if len(keys) < top:
-            keys += [k for k in service.catalog.newest(top * 2) if k not in keys]
+            keys += [k for k in service.articles.catalog.newest(top * 2) if k not in keys]
         ids = [a.id for a in service.storage.articles_by_keys(keys[:top]).values()]
         made, hit = writing.pregenerate(ids)
         typer.echo(f"{made} summaries generated, {hit} already cached ({len(ids)} articles)")

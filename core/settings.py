@@ -10,7 +10,7 @@ import importlib.util
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, Field, SecretStr, field_validator
+from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -64,14 +64,6 @@ class RankingConfig(BaseModel):
     freshness_half_life_hours: float = Field(48.0, gt=0)
     mmr_lambda: float = Field(0.75, ge=0, le=1, description="1 = relevance only.")
     category_cap: float = Field(0.4, gt=0, le=1, description="Max share of one category.")
-    feed_workers: int = Field(
-        0,
-        ge=0,
-        le=32,
-        description="Replica processes that score feeds (0: in the serving process). Each holds "
-        "a copy of the catalog, index and live counts (~1 GB per 100k articles) and takes a few "
-        "seconds more to start; feeds then scale past one process's GIL.",
-    )
 
 
 class GenerationConfig(BaseModel):
@@ -89,8 +81,23 @@ class GenerationConfig(BaseModel):
     summary_adapter: Path | None = Field(
         REPO_ROOT / "models" / "lora-summary", description="LoRA for summaries (None: base)."
     )
-    workers: int = Field(1, ge=1, le=8, description="Generation threads (each owns 1 core).")
+    workers: int = Field(
+        1,
+        ge=1,
+        le=8,
+        description="Generation threads (each owns 1 core): in the API process in embedded "
+        "mode, in each `newsroom generation-worker` in shared mode.",
+    )
     queue_size: int = Field(8, ge=1, description="Waiting requests beyond which we answer 503.")
+    job_timeout_seconds: float = Field(
+        120.0, gt=0, description="A request waits this long for its generation job at most."
+    )
+    worker_heartbeat_seconds: float = Field(
+        10.0,
+        ge=2,
+        description="Shared mode: a generation worker silent this long is dead; its job is "
+        "requeued for another worker.",
+    )
     threads_per_worker: int = Field(1, ge=1, le=8)
     segments: int = Field(8, ge=1, le=64, description="Interest segments (profile clusters).")
     cache_size: int = Field(4096, ge=0, description="Personalized outputs kept in memory.")
@@ -102,6 +109,34 @@ class GenerationConfig(BaseModel):
         if isinstance(value, str) and value.strip().lower() in ("", "none", "null"):
             return None
         return value
+
+
+class SharedConfig(BaseModel):
+    """Shared mode (PostgreSQL + Redis, any number of API processes and hosts)."""
+
+    change_poll_seconds: float = Field(
+        0.2,
+        gt=0,
+        le=5,
+        description="How often each process reads the change log (new events, article changes, "
+        "deletions) from the database; a Redis notification wakes it sooner.",
+    )
+    gap_timeout_seconds: float = Field(
+        10.0,
+        gt=0,
+        description="A change-log sequence number still missing after this long belonged to a "
+        "rolled-back or deleted row: stop waiting for it.",
+    )
+    database_timeout_seconds: float = Field(
+        5.0,
+        gt=0,
+        description="Connect and statement timeout: an unreachable database answers 503 after "
+        "this long, never a hang.",
+    )
+    redis_timeout_seconds: float = Field(2.0, gt=0, description="Redis socket timeout.")
+    health_seconds: float = Field(
+        1.0, gt=0, description="How often each process checks that Redis still holds its data."
+    )
 
 
 class LimitsConfig(BaseModel):
@@ -142,12 +177,19 @@ class Settings(BaseSettings):
         description="Evaluation reports for the studio's quality dashboard (ranking reports "
         "are also read from beside the ranking head).",
     )
+    redis_url: str | None = Field(
+        None,
+        description="`redis://host:port/db`. With a PostgreSQL `database_url` this is shared "
+        "mode: reader profiles, caches and the generation queue live in Redis, and any number "
+        "of API processes and hosts serve one newsroom. Without it: embedded mode (one process).",
+    )
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=1, le=65535)
     retrieval: RetrievalConfig = RetrievalConfig()
     ranking: RankingConfig = RankingConfig()
     limits: LimitsConfig = LimitsConfig()
     generation: GenerationConfig = GenerationConfig()
+    shared: SharedConfig = SharedConfig()
 
     @field_validator("database_url")
     @classmethod
@@ -157,6 +199,28 @@ class Settings(BaseSettings):
                 "NEWSROOM_DATABASE_URL must be a sqlite:/// or postgresql:// SQLAlchemy URL"
             )
         return url
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_scheme(cls, url: str | None) -> str | None:
+        if url is not None and not url.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError("NEWSROOM_REDIS_URL must be a redis://, rediss:// or unix:// URL")
+        return url or None
+
+    @model_validator(mode="after")
+    def _shared_needs_postgres(self) -> Settings:
+        if self.redis_url and not (self.database_url or "").startswith("postgresql"):
+            raise ValueError(
+                "NEWSROOM_REDIS_URL (shared mode) needs a database every process can reach: set "
+                "NEWSROOM_DATABASE_URL=postgresql+psycopg://user@host/db, or unset "
+                "NEWSROOM_REDIS_URL for embedded mode (SQLite, one process)"
+            )
+        return self
+
+    @property
+    def mode(self) -> Literal["embedded", "shared"]:
+        """`shared` with Redis (and so PostgreSQL): many processes; else `embedded`."""
+        return "shared" if self.redis_url else "embedded"
 
     @property
     def resolved_database_url(self) -> str:

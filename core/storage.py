@@ -8,14 +8,17 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import json
 import logging
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 from sqlalchemy import (
+    BigInteger,
     DateTime,
     Integer,
     LargeBinary,
@@ -26,10 +29,11 @@ from sqlalchemy import (
     delete,
     event,
     func,
+    insert,
     select,
     update,
 )
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from core.domain import Article, ArticleDraft, Event, as_utc, utcnow
@@ -65,7 +69,12 @@ class ArticleRow(Base):
 
 
 class EventRow(Base):
+    """Events are also the change log of the live counts: `seq` orders them, and every process
+    in shared mode tails this table by `seq` (AUTOINCREMENT in SQLite: a seq is never reused,
+    so a profile's version, the highest seq folded into it, only grows)."""
+
     __tablename__ = "events"
+    __table_args__ = ({"sqlite_autoincrement": True},)
 
     seq: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     event_id: Mapped[str] = mapped_column(String(64), unique=True)
@@ -83,6 +92,24 @@ class ProfileRow(Base):
     vector: Mapped[bytes] = mapped_column(LargeBinary)
     state: Mapped[str] = mapped_column(Text)
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    # Orders the copies of this profile held elsewhere (Redis): see `profile_version`.
+    version: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+
+
+class ChangeRow(Base):
+    """The change log of everything a serving process keeps in memory besides the live counts:
+    article upserts and deletions (its FAISS index and catalog), reader deletions and retention
+    purges (its counts). Written in the same transaction as the change itself, so it can never
+    miss one; every process in shared mode applies it in `seq` order (`core.changes`)."""
+
+    __tablename__ = "changes"
+    __table_args__ = ({"sqlite_autoincrement": True},)
+
+    seq: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    kind: Mapped[str] = mapped_column(String(32))
+    article_key: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    payload: Mapped[str | None] = mapped_column(Text, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
 
 class GeneratedRow(Base):
@@ -105,6 +132,72 @@ class StoredState:
     id: str
     content_hash: str
     embedding_model: str
+
+
+@dataclass(slots=True, frozen=True)
+class StoredProfile:
+    """A profile row: keyed by the reader's pseudonym, with the version that orders copies."""
+
+    pseudonym: str
+    vector: bytes
+    state: str
+    version: int
+
+
+@dataclass(slots=True, frozen=True)
+class LoggedEvent:
+    """An event as the change log carries it to the live counts."""
+
+    seq: int
+    user: str  # pseudonym
+    article_key: int
+    type: str
+
+
+@dataclass(slots=True, frozen=True)
+class LoggedChange:
+    seq: int
+    kind: ChangeKind
+    article_key: int | None
+    payload: str | None
+
+
+@dataclass(slots=True, frozen=True)
+class SyncedArticle:
+    """What a process needs to bring its index and catalog in line with one stored article."""
+
+    key: int
+    id: str
+    title: str
+    category: str | None
+    published_at: datetime | None
+    content_hash: str
+    embedding: np.ndarray
+
+
+ChangeKind = Literal["article", "reader_deleted", "counts_reset"]
+
+
+@dataclass(slots=True, frozen=True)
+class LogSnapshot:
+    """Where the logs ended in a snapshot, and the seqs below that it could not see yet."""
+
+    event_head: int
+    change_head: int
+    missing_events: list[int]
+    missing_changes: list[int]
+
+
+def profile_version(event_seq: int) -> int:
+    """The version of a profile whose newest event is `event_seq`. Event seqs never repeat, so
+    versions grow across a reader's deletion and return too; rewrites without a new event
+    (retention, deletion tombstones) take the odd number between two event versions."""
+    return event_seq << 1
+
+
+def rewrite_version(newest_event_seq: int) -> int:
+    """A version above every profile folded up to `newest_event_seq`, and below the next event's."""
+    return (newest_event_seq << 1) | 1
 
 
 @dataclass(slots=True)
@@ -137,7 +230,7 @@ def _chunks(items: Sequence, size: int = _IN_CHUNK) -> Iterator[Sequence]:
         yield items[start : start + size]
 
 
-def make_engine(url: str) -> Engine:
+def make_engine(url: str, timeout_s: float = 5.0) -> Engine:
     if url.startswith("sqlite"):
         path = url.removeprefix("sqlite:///")
         if path and path != ":memory:":
@@ -154,12 +247,28 @@ def make_engine(url: str) -> Engine:
             cursor.close()
 
         return engine
-    return create_engine(url, pool_pre_ping=True, pool_size=8, max_overflow=8)
+    return create_engine(
+        url,
+        pool_pre_ping=True,
+        pool_size=8,
+        max_overflow=8,
+        pool_timeout=timeout_s,
+        connect_args={
+            # An unreachable server fails fast (503) instead of hanging a request; keepalives
+            # notice a peer that vanished without closing the connection.
+            "connect_timeout": max(1, round(timeout_s)),
+            "options": f"-c statement_timeout={round(timeout_s * 1000)}",
+            "keepalives": 1,
+            "keepalives_idle": 5,
+            "keepalives_interval": 2,
+            "keepalives_count": 2,
+        },
+    )
 
 
 # Built once: a reader's first feed loads the profile, and building the statement each time
 # cost twice as much as running it (0.12 -> 0.04 ms a load on SQLite).
-PROFILE_BY_USER = select(ProfileRow.vector, ProfileRow.state).where(
+PROFILE_BY_USER = select(ProfileRow.vector, ProfileRow.state, ProfileRow.version).where(
     ProfileRow.user_id == bindparam("user")
 )
 
@@ -167,13 +276,24 @@ PROFILE_BY_USER = select(ProfileRow.vector, ProfileRow.state).where(
 class Storage:
     """Articles (and, with later stages, events) behind a small typed interface."""
 
-    def __init__(self, url: str, user_id_key: bytes | None = None) -> None:
+    def __init__(self, url: str, user_id_key: bytes | None = None, timeout_s: float = 5.0) -> None:
         # Reader ids are pseudonymised at rest with a keyed HMAC: the database alone does not
         # say who read what. Without a key (unit tests of storage itself) ids are stored as is.
         self._user_id_key = user_id_key
         self.url = url
-        self.engine = make_engine(url)
+        self.engine = make_engine(url, timeout_s)
         Base.metadata.create_all(self.engine)
+        self._upgrade_schema()
+
+    def _upgrade_schema(self) -> None:
+        """Additive changes to tables made by an earlier version (create_all adds tables, not
+        columns)."""
+        from sqlalchemy import inspect, text
+
+        columns = {c["name"] for c in inspect(self.engine).get_columns("profiles")}
+        if "version" not in columns:
+            with self.engine.begin() as conn:
+                conn.execute(text("ALTER TABLE profiles ADD COLUMN version BIGINT DEFAULT 0"))
 
     def close(self) -> None:
         self.engine.dispose()
@@ -235,6 +355,7 @@ class Storage:
                         update(ArticleRow).where(ArticleRow.key == write.key).values(**values)
                     )
                     keys.append(write.key)
+            _log_changes(conn, "article", keys)
         return keys
 
     def get_article(self, article_id: str) -> Article:
@@ -270,6 +391,7 @@ class Storage:
                 raise ArticleNotFound(article_id)
             conn.execute(delete(ArticleRow).where(ArticleRow.key == key))
             conn.execute(delete(GeneratedRow).where(GeneratedRow.article_id == article_id))
+            _log_changes(conn, "article", [int(key)])
         return int(key)
 
     def count_articles(self) -> int:
@@ -334,14 +456,25 @@ class Storage:
                 )
         return found
 
-    def record_events(self, events: Sequence[Event], profiles: Sequence[tuple[str, bytes, str]]):
-        """Insert events and upsert the profiles they changed, in one transaction: a profile
-        never reflects an event that is not stored, nor misses one that is."""
+    def record_events(
+        self,
+        events: Sequence[Event],
+        update_profiles: Callable[[dict[str, StoredProfile | None]], list[StoredProfile]],
+    ) -> list[StoredProfile]:
+        """Insert events and upsert the profiles they change, in one transaction: a profile
+        never reflects an event that is not stored, nor misses one that is.
+
+        The touched readers' stored profiles are read under a row lock (PostgreSQL `FOR UPDATE`;
+        SQLite has one writer at a time anyway) after the events are inserted and handed to
+        `update_profiles` (pseudonym -> stored profile or None), which returns the new ones; any
+        number of processes can record events for one reader without losing an update. Each new
+        profile's version is `profile_version` of the reader's newest event seq."""
         now = utcnow()
         with self.engine.begin() as conn:
+            newest: dict[str, int] = {}
             if events:
-                conn.execute(
-                    EventRow.__table__.insert(),
+                rows = conn.execute(
+                    insert(EventRow).returning(EventRow.seq, EventRow.user_id),
                     [
                         {
                             "event_id": e.event_id,
@@ -353,46 +486,225 @@ class Storage:
                         }
                         for e in events
                     ],
-                )
-            profiles = [(self.pseudonym(user), v, st) for user, v, st in profiles]
-            users = [user for user, _, _ in profiles]
-            existing: set[str] = set()
+                ).all()
+                for seq, user in rows:
+                    newest[user] = max(newest.get(user, 0), int(seq))
+            users = sorted({self.pseudonym(e.user_id) for e in events})  # sorted: lock order
+            stored: dict[str, StoredProfile | None] = dict.fromkeys(users)
             for chunk in _chunks(users):
-                existing.update(
+                for row in conn.execute(
+                    select(
+                        ProfileRow.user_id, ProfileRow.vector, ProfileRow.state, ProfileRow.version
+                    )
+                    .where(ProfileRow.user_id.in_(chunk))
+                    .order_by(ProfileRow.user_id)
+                    .with_for_update()
+                ):
+                    stored[row[0]] = StoredProfile(row[0], bytes(row[1]), row[2], int(row[3] or 0))
+            updated = update_profiles(stored)
+            for profile in updated:
+                version = max(profile_version(newest.get(profile.pseudonym, 0)), profile.version)
+                values = {
+                    "vector": profile.vector,
+                    "state": profile.state,
+                    "updated_at": now,
+                    "version": version,
+                }
+                if stored.get(profile.pseudonym) is not None:
                     conn.execute(
-                        select(ProfileRow.user_id).where(ProfileRow.user_id.in_(chunk))
-                    ).scalars()
-                )
-            for user, vector, state in profiles:
-                values = {"vector": vector, "state": state, "updated_at": now}
-                if user in existing:
-                    conn.execute(
-                        update(ProfileRow).where(ProfileRow.user_id == user).values(**values)
+                        update(ProfileRow)
+                        .where(ProfileRow.user_id == profile.pseudonym)
+                        .values(**values)
                     )
                 else:
-                    conn.execute(ProfileRow.__table__.insert().values(user_id=user, **values))
+                    conn.execute(insert(ProfileRow).values(user_id=profile.pseudonym, **values))
+            written = [
+                StoredProfile(
+                    p.pseudonym,
+                    p.vector,
+                    p.state,
+                    max(profile_version(newest.get(p.pseudonym, 0)), p.version),
+                )
+                for p in updated
+            ]
+        return written
 
-    def load_profile(self, user_id: str) -> tuple[bytes, str] | None:
+    def load_profile(self, pseudonym: str) -> StoredProfile | None:
+        """The stored profile of a reader, by pseudonym."""
         with self.engine.connect() as conn:
-            row = conn.execute(PROFILE_BY_USER, {"user": self.pseudonym(user_id)}).first()
-        return (row[0], row[1]) if row else None
+            row = conn.execute(PROFILE_BY_USER, {"user": pseudonym}).first()
+        return StoredProfile(pseudonym, bytes(row[0]), row[1], int(row[2] or 0)) if row else None
 
-    def iter_profiles(self, batch: int = 5_000) -> Iterator[tuple[str, bytes, str]]:
-        """(user_id, vector bytes, state json) of every stored profile."""
+    def load_profiles(self, pseudonyms: Sequence[str]) -> dict[str, StoredProfile]:
+        found: dict[str, StoredProfile] = {}
+        with self.engine.connect() as conn:
+            for chunk in _chunks(list(pseudonyms)):
+                for user, vector, state, version in conn.execute(
+                    select(
+                        ProfileRow.user_id, ProfileRow.vector, ProfileRow.state, ProfileRow.version
+                    ).where(ProfileRow.user_id.in_(chunk))
+                ):
+                    found[user] = StoredProfile(user, bytes(vector), state, int(version or 0))
+        return found
+
+    def iter_profiles(self, batch: int = 5_000) -> Iterator[StoredProfile]:
+        """Every stored profile."""
         with self.engine.connect() as conn:
             result = conn.execution_options(yield_per=batch).execute(
-                select(ProfileRow.user_id, ProfileRow.vector, ProfileRow.state)
+                select(ProfileRow.user_id, ProfileRow.vector, ProfileRow.state, ProfileRow.version)
             )
-            yield from ((str(u), bytes(v), str(st)) for u, v, st in result)
+            for user, vector, state, version in result:
+                yield StoredProfile(str(user), bytes(vector), str(state), int(version or 0))
 
     def iter_events(self, batch: int = 10_000) -> Iterator[tuple[str, int, str]]:
-        """(user_id, article_key, type) of every event in arrival order."""
+        """(user pseudonym, article_key, type) of every event in arrival order."""
+        for logged in self.iter_logged_events(batch=batch):
+            yield logged.user, logged.article_key, logged.type
+
+    def iter_logged_events(
+        self, up_to_seq: int | None = None, batch: int = 10_000
+    ) -> Iterator[LoggedEvent]:
+        """Every event up to a seq, in seq order (what the live counts are folded from)."""
+        query = select(EventRow.seq, EventRow.user_id, EventRow.article_key, EventRow.type)
+        if up_to_seq is not None:
+            query = query.where(EventRow.seq <= up_to_seq)
         with self.engine.connect() as conn:
-            result = conn.execution_options(yield_per=batch).execute(
-                select(EventRow.user_id, EventRow.article_key, EventRow.type).order_by(EventRow.seq)
-            )
-            for user, key, kind in result:
-                yield user, int(key), kind
+            result = conn.execution_options(yield_per=batch).execute(query.order_by(EventRow.seq))
+            for seq, user, key, kind in result:
+                yield LoggedEvent(int(seq), user, int(key), kind)
+
+    def fold_log_snapshot(
+        self, fold: Callable[[LoggedEvent], None] | None, window: int = 1000
+    ) -> LogSnapshot:
+        """Feed every stored event to `fold` (in seq order) and read where both logs end, all
+        in one consistent snapshot (REPEATABLE READ on PostgreSQL; a read transaction in
+        SQLite's WAL). Seqs near the heads that the snapshot could not see belong to
+        transactions still in flight: the follower waits for them (they are `missing`)."""
+        with self.engine.connect() as conn:
+            if self.engine.dialect.name == "postgresql":
+                conn = conn.execution_options(isolation_level="REPEATABLE READ")
+            with conn.begin():
+                event_head = int(conn.execute(select(func.max(EventRow.seq))).scalar_one() or 0)
+                change_head = int(conn.execute(select(func.max(ChangeRow.seq))).scalar_one() or 0)
+                seen_events: set[int] = set()
+                if fold is not None:
+                    result = conn.execution_options(yield_per=10_000).execute(
+                        select(EventRow.seq, EventRow.user_id, EventRow.article_key, EventRow.type)
+                        .where(EventRow.seq <= event_head)
+                        .order_by(EventRow.seq)
+                    )
+                    for seq, user, key, kind in result:
+                        if seq > event_head - window:
+                            seen_events.add(int(seq))
+                        fold(LoggedEvent(int(seq), user, int(key), kind))
+                else:
+                    seen_events.update(
+                        int(q)
+                        for q in conn.execute(
+                            select(EventRow.seq).where(EventRow.seq > event_head - window)
+                        ).scalars()
+                    )
+                seen_changes = {
+                    int(q)
+                    for q in conn.execute(
+                        select(ChangeRow.seq).where(ChangeRow.seq > change_head - window)
+                    ).scalars()
+                }
+        return LogSnapshot(
+            event_head,
+            change_head,
+            sorted(set(range(max(1, event_head - window + 1), event_head + 1)) - seen_events),
+            sorted(set(range(max(1, change_head - window + 1), change_head + 1)) - seen_changes),
+        )
+
+    # --- the change log (shared mode: every process follows it) ---------------------------
+    def log_heads(self) -> tuple[int, int]:
+        """(newest event seq, newest change seq): where a process starting now begins to
+        follow the logs (what is older is in the state it loads)."""
+        with self.engine.connect() as conn:
+            event = conn.execute(select(func.max(EventRow.seq))).scalar_one()
+            change = conn.execute(select(func.max(ChangeRow.seq))).scalar_one()
+        return int(event or 0), int(change or 0)
+
+    def events_after(self, seq: int, limit: int = 10_000) -> list[LoggedEvent]:
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                select(EventRow.seq, EventRow.user_id, EventRow.article_key, EventRow.type)
+                .where(EventRow.seq > seq)
+                .order_by(EventRow.seq)
+                .limit(limit)
+            ).all()
+        return [LoggedEvent(int(q), u, int(k), t) for q, u, k, t in rows]
+
+    def events_at(self, seqs: Sequence[int]) -> list[LoggedEvent]:
+        found: list[LoggedEvent] = []
+        with self.engine.connect() as conn:
+            for chunk in _chunks(sorted(seqs)):
+                rows = conn.execute(
+                    select(EventRow.seq, EventRow.user_id, EventRow.article_key, EventRow.type)
+                    .where(EventRow.seq.in_(chunk))
+                    .order_by(EventRow.seq)
+                ).all()
+                found += [LoggedEvent(int(q), u, int(k), t) for q, u, k, t in rows]
+        return found
+
+    def changes_after(self, seq: int, limit: int = 1_000) -> list[LoggedChange]:
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                select(ChangeRow.seq, ChangeRow.kind, ChangeRow.article_key, ChangeRow.payload)
+                .where(ChangeRow.seq > seq)
+                .order_by(ChangeRow.seq)
+                .limit(limit)
+            ).all()
+        return [LoggedChange(int(q), k, a, p) for q, k, a, p in rows]  # type: ignore[arg-type]
+
+    def changes_at(self, seqs: Sequence[int]) -> list[LoggedChange]:
+        found: list[LoggedChange] = []
+        with self.engine.connect() as conn:
+            for chunk in _chunks(sorted(seqs)):
+                rows = conn.execute(
+                    select(ChangeRow.seq, ChangeRow.kind, ChangeRow.article_key, ChangeRow.payload)
+                    .where(ChangeRow.seq.in_(chunk))
+                    .order_by(ChangeRow.seq)
+                ).all()
+                found += [LoggedChange(int(q), k, a, p) for q, k, a, p in rows]  # type: ignore[arg-type]
+        return found
+
+    def articles_for_sync(self, keys: Sequence[int]) -> dict[int, SyncedArticle]:
+        """The stored state of these articles (absent keys were deleted)."""
+        found: dict[int, SyncedArticle] = {}
+        with self.engine.connect() as conn:
+            for chunk in _chunks(sorted(set(keys))):
+                for row in conn.execute(
+                    select(
+                        ArticleRow.key,
+                        ArticleRow.id,
+                        ArticleRow.title,
+                        ArticleRow.category,
+                        ArticleRow.published_at,
+                        ArticleRow.content_hash,
+                        ArticleRow.embedding,
+                    ).where(ArticleRow.key.in_(chunk))
+                ):
+                    key = int(row[0])
+                    found[key] = SyncedArticle(
+                        key,
+                        row[1],
+                        row[2],
+                        row[3],
+                        as_utc(row[4]),
+                        row[5],
+                        np.frombuffer(row[6], dtype=np.float32),
+                    )
+        return found
+
+    def article_key_of(self, article_id: str) -> int | None:
+        """The key of a stored article (for ids this process has not seen in its log yet)."""
+        with self.engine.connect() as conn:
+            key = conn.execute(
+                select(ArticleRow.key).where(ArticleRow.id == article_id)
+            ).scalar_one_or_none()
+        return None if key is None else int(key)
 
     def count_events(self) -> int:
         with self.engine.connect() as conn:
@@ -420,21 +732,55 @@ class Storage:
         `generated_marker` (outputs written for this reader alone), in one transaction."""
         pseudonym = self.pseudonym(user_id)
         with self.engine.begin() as conn:
+            # What the reader added to the live counts, in order: every process subtracts it.
+            interactions = [
+                [int(seq), int(key), kind]
+                for seq, key, kind in conn.execute(
+                    select(EventRow.seq, EventRow.article_key, EventRow.type)
+                    .where(EventRow.user_id == pseudonym)
+                    .order_by(EventRow.seq)
+                )
+            ]
+            version = conn.execute(
+                select(ProfileRow.version).where(ProfileRow.user_id == pseudonym)
+            ).scalar_one_or_none()
             events = conn.execute(delete(EventRow).where(EventRow.user_id == pseudonym))
             profiles = conn.execute(delete(ProfileRow).where(ProfileRow.user_id == pseudonym))
             generated = conn.execute(
                 delete(GeneratedRow).where(GeneratedRow.cache_key.contains(generated_marker))
             )
-        return {
-            "events": int(events.rowcount or 0),
-            "profiles": int(profiles.rowcount or 0),
-            "generated": int(generated.rowcount or 0),
-        }
+            newest = conn.execute(select(func.max(EventRow.seq))).scalar_one()
+            # Above every copy of the profile (its own version) and below any later event's:
+            # seqs are never reused, so a returning reader's new events outrank the tombstone.
+            tombstone = rewrite_version(max(int(newest or 0), int(version or 0) >> 1))
+            removed = {
+                "events": int(events.rowcount or 0),
+                "profiles": int(profiles.rowcount or 0),
+                "generated": int(generated.rowcount or 0),
+                "tombstone_version": tombstone,
+            }
+            if removed["events"] or removed["profiles"]:
+                _log_changes(
+                    conn,
+                    "reader_deleted",
+                    [None],
+                    json.dumps(
+                        {
+                            "user": pseudonym,
+                            "interactions": interactions,
+                            "version": tombstone,
+                        }
+                    ),
+                )
+        return removed
 
     def delete_events_before(self, cutoff: datetime) -> int:
         with self.engine.begin() as conn:
             result = conn.execute(delete(EventRow).where(EventRow.ts < cutoff))
-        return int(result.rowcount or 0)
+            removed = int(result.rowcount or 0)
+            if removed:
+                _log_changes(conn, "counts_reset", [None])
+        return removed
 
     def get_generated(self, cache_key: str) -> str | None:
         with self.engine.connect() as conn:
@@ -466,6 +812,17 @@ class Storage:
     def count_generated(self) -> int:
         with self.engine.connect() as conn:
             return int(conn.execute(select(func.count()).select_from(GeneratedRow)).scalar_one())
+
+
+def _log_changes(
+    conn: Connection, kind: ChangeKind, keys: Sequence[int | None], payload: str | None = None
+) -> None:
+    """Append to the change log inside the caller's transaction."""
+    now = utcnow()
+    conn.execute(
+        insert(ChangeRow),
+        [{"kind": kind, "article_key": key, "payload": payload, "created_at": now} for key in keys],
+    )
 
 
 def _stack(rows: Sequence) -> tuple[np.ndarray, np.ndarray]:

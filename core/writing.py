@@ -1,8 +1,10 @@
 """`WritingService`: generation for the API — personalized summaries, headline variants, drafts.
 
-It resolves articles and readers (profile → interest segment), checks the cache, and runs the
-model work on the bounded generation pool. The writer underneath (`generation.writer`) only
-sees text; this layer owns ids, caching and personalization context.
+It resolves articles and readers (profile → interest segment), answers from the cache when it
+can (one lookup per request, before anything is queued: a cached output is never refused by a
+full queue), and otherwise sends a self-contained job to the generation queue (`live`: a pool
+in this process, or Redis workers) and caches what comes back. The writer underneath
+(`generation.writer`) only sees text.
 """
 
 from __future__ import annotations
@@ -10,8 +12,7 @@ from __future__ import annotations
 import json
 import logging
 import threading
-from collections.abc import Callable
-from concurrent.futures import Future
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -21,16 +22,16 @@ from core.domain import Article, clean_text
 from core.errors import InvalidInput, LimitExceeded, NotFound
 from core.settings import Settings
 from core.storage import Storage
-from generation.cache import GenerationCache, cache_key
-from generation.factory import build_model_set
-from generation.pool import GenerationPool
+from generation.cache import GenerationCache, cache_key, reader_segment
+from generation.jobs import GenerationJob, JobRunner, reader_args
+from generation.queue import GenerationQueue, JobEvent
 from generation.segments import InterestSegments
-from generation.writer import NewsWriter, Reader, SourceArticle
+from generation.writer import ModelSet, Reader
 from prompts import get_template
 
 if TYPE_CHECKING:
+    from core.service import NewsroomService
     from ranking.profile import UserProfile
-    from retrieval.embedder import Embedder
 
 log = logging.getLogger(__name__)
 
@@ -39,40 +40,75 @@ MAX_HEADLINES = 10
 MAX_RELATED = 8
 
 
-@dataclass
-class WritingDeps:
-    """What the writing service borrows from the rest of the service."""
+@dataclass(frozen=True, slots=True)
+class DraftRequest:
+    """A validated draft request, resolved to the job that writes it."""
 
-    storage: Storage
-    embedder: Embedder
-    profile_of: Callable[[str], UserProfile | None]
-    related_to_text: Callable[[str, int], list[Article]]
+    audience: str
+    job: GenerationJob
 
 
 class WritingService:
     def __init__(
-        self, settings: Settings, deps: WritingDeps, writer: NewsWriter | None = None
+        self,
+        storage: Storage,
+        models: ModelSet,
+        cache: GenerationCache,
+        queue: GenerationQueue,
+        profile_of: Callable[[str], UserProfile | None],
+        related_to_text: Callable[[str, int], list[Article]],
+        segments_dir: Any,
+        n_segments: int = 8,
     ) -> None:
-        config = settings.generation
-        self.deps = deps
-        self.segments_dir = settings.data_dir / "segments"
-        self.segments = InterestSegments.load(self.segments_dir)
-        self.writer = writer or NewsWriter(
-            build_model_set(config, settings.data_dir), encode=deps.embedder.encode
-        )
-        self.cache = GenerationCache(deps.storage, config.cache_size)
-        self.pool = GenerationPool(config.workers, config.queue_size)
-        self.n_segments = config.segments
+        self.storage = storage
+        self.models = models  # versions for cache keys; loaded only where jobs run
+        self.cache = cache
+        self.queue = queue
+        self.profile_of = profile_of
+        self.related_to_text = related_to_text
+        self.segments_dir = segments_dir
+        self.segments = InterestSegments.load(segments_dir)
+        self.n_segments = n_segments
         self._segments_lock = threading.Lock()
 
+    @classmethod
+    def from_settings(cls, settings: Settings, service: NewsroomService) -> WritingService:
+        from generation.factory import build_model_set
+        from generation.writer import NewsWriter
+
+        models = build_model_set(settings.generation, settings.data_dir)
+        runner: list[JobRunner] = []
+        runner_lock = threading.Lock()
+
+        def local_runner() -> JobRunner:
+            with runner_lock:
+                if not runner:
+                    runner.append(JobRunner(NewsWriter(models, service.articles.embedder.encode)))
+                return runner[0]
+
+        recommender = service.recommender
+        return cls(
+            service.storage,
+            models,
+            service.live.generation_cache(service.storage, settings.generation.cache_size),
+            service.live.generation_queue(settings, local_runner),
+            (lambda user: recommender.profiles.get(user)) if recommender else (lambda _: None),
+            service.articles.related_to_text,
+            settings.data_dir / "segments",
+            settings.generation.segments,
+        )
+
     def close(self) -> None:
-        self.pool.shutdown()
+        self.queue.close()
 
     def warm(self) -> dict[str, str]:
         """Load every served model now (the first load converts; later ones take seconds)."""
         for role in ("headline", "summary", "base"):
-            self.writer.models.get(role)
-        return self.writer.models.loaded()
+            self.models.get(role)
+        return self.models.loaded()
+
+    def model_versions(self) -> dict[str, str]:
+        return {role: self.models.version_of(role) for role in ("headline", "summary", "base")}
 
     # --- readers and segments -----------------------------------------------------------------
     def reader_for(self, user_id: str | None) -> Reader | None:
@@ -80,7 +116,7 @@ class WritingService:
         an unknown user or one with no positive signal yet: they get the generic output."""
         if user_id is None:
             return None
-        profile = self.deps.profile_of(user_id)
+        profile = self.profile_of(user_id)
         vector = profile.vector if profile is not None else None
         if profile is None or vector is None:
             return None
@@ -92,16 +128,16 @@ class WritingService:
 
     def user_marker(self, user_id: str) -> str:
         """Segment name of outputs written for one reader alone: pseudonymous, like the rows."""
-        return f"user-{self.deps.storage.pseudonym(user_id)}"
+        return reader_segment(self.storage.pseudonym(user_id))
 
     def outputs_for_user(self, user_id: str) -> list[dict[str, Any]]:
-        return [
-            json.loads(p) for p in self.deps.storage.generated_matching(self.user_marker(user_id))
-        ]
+        return [json.loads(p) for p in self.storage.generated_matching(self.user_marker(user_id))]
 
     def forget_user(self, user_id: str) -> None:
-        marker = self.user_marker(user_id)
-        self.cache.forget_where(lambda value: value.get("segment") == marker)
+        self.cache.forget_segment(self.user_marker(user_id))
+
+    def forget_article(self, article_id: str) -> None:
+        self.cache.forget_article(article_id)
 
     def segment_list(self) -> list[dict[str, Any]]:
         """What outputs are written for: the generic reader, then each interest segment."""
@@ -144,11 +180,11 @@ class WritingService:
         return "; ".join(parts)
 
     def fit_segments(self, k: int | None = None) -> InterestSegments:
-        from ranking.profile import UserProfile
+        from ranking.profile_store import to_profile
 
         vectors, categories = [], []
-        for user_id, vector, state in self.deps.storage.iter_profiles():
-            profile = UserProfile.from_state(user_id, vector, state)
+        for stored in self.storage.iter_profiles():
+            profile = to_profile(stored)
             unit = profile.vector
             if unit is not None:
                 vectors.append(unit)
@@ -170,49 +206,47 @@ class WritingService:
             article.content_hash,
             reader.segment if reader else "generic",
             get_template(template).id,
-            self.writer.models.version_of("summary"),
+            self.models.version_of("summary"),
         )
 
-    def cached_summary(self, user_id: str, article_id: str) -> dict[str, Any] | None:
-        """The fast path, run on the event loop: no model work, no pool."""
-        return self._cached_summary(article_id, self.reader_for(user_id), user_id)
+    def _summary_job(self, article: Article, reader: Reader | None) -> GenerationJob:
+        return GenerationJob(
+            "summary",
+            {"title": article.title, "body": article.body, "reader": reader_args(reader)},
+            self.models.version_of("summary"),
+        )
 
-    def _cached_summary(
-        self, article_id: str, reader: Reader | None, user_id: str | None
-    ) -> dict[str, Any] | None:
-        article = self.deps.storage.get_article(article_id)
-        hit = self.cache.get(self._summary_key(article, reader))
-        return {**hit, "user_id": user_id, "cached": True} if hit else None
-
-    def summary(self, user_id: str | None, article_id: str) -> dict[str, Any]:
-        article = self.deps.storage.get_article(article_id)
-        value, cached = self._summary_for(article, self.reader_for(user_id))
-        return {**value, "user_id": user_id, "cached": cached}
-
-    def _summary_for(self, article: Article, reader: Reader | None) -> tuple[dict[str, Any], bool]:
-        key = self._summary_key(article, reader)
-        hit = self.cache.get(key)
-        if hit:
-            return hit, True
-        generated = self.writer.summary(article.title, article.body, reader)
-        value = {
+    def _summary_value(
+        self, article: Article, reader: Reader | None, generated: dict[str, Any]
+    ) -> dict[str, Any]:
+        return {
             "article_id": article.id,
             "segment": reader.segment if reader else "generic",
             "interests": reader.interests if reader else [],
-            "summary": generated.text,
-            **{k: v for k, v in generated.as_dict().items() if k != "text"},
+            "summary": generated["text"],
+            **{k: v for k, v in generated.items() if k != "text"},
         }
+
+    async def _summary(self, article: Article, reader: Reader | None) -> tuple[dict, bool]:
+        key = self._summary_key(article, reader)
+        hit = self.cache.get(key)
+        if hit is not None:
+            return hit, True
+        generated = await self.queue.run(self._summary_job(article, reader))
+        value = self._summary_value(article, reader, generated)
         self.cache.put(key, article.id, value)
         return value, False
 
-    def cached_segment_summary(self, article_id: str, segment: str) -> dict[str, Any] | None:
-        """The fast path of `segment_summary`: no model work."""
-        return self._cached_summary(article_id, self.segment_reader(segment), None)
+    async def summary(self, user_id: str | None, article_id: str) -> dict[str, Any]:
+        article = self.storage.get_article(article_id)
+        value, cached = await self._summary(article, self.reader_for(user_id))
+        return {**value, "user_id": user_id, "cached": cached}
 
-    def segment_summary(self, article_id: str, segment: str) -> dict[str, Any]:
+    async def segment_summary(self, article_id: str, segment: str) -> dict[str, Any]:
         """The summary every reader of `segment` gets (editors compare them side by side)."""
-        article = self.deps.storage.get_article(article_id)
-        value, cached = self._summary_for(article, self.segment_reader(segment))
+        reader = self.segment_reader(segment)
+        article = self.storage.get_article(article_id)
+        value, cached = await self._summary(article, reader)
         return {**value, "user_id": None, "cached": cached}
 
     def pregenerate(self, article_ids: list[str], progress: bool = True) -> tuple[int, int]:
@@ -226,37 +260,48 @@ class WritingService:
         for article_id, reader in tqdm(
             jobs, desc="pregenerate", unit="summary", disable=not progress
         ):
-            _, hit = self._summary_for(self.deps.storage.get_article(article_id), reader)
-            generated += not hit
-            cached += hit
+            article = self.storage.get_article(article_id)
+            key = self._summary_key(article, reader)
+            if self.cache.get(key) is not None:
+                cached += 1
+                continue
+            result = self.queue.run_blocking(self._summary_job(article, reader))
+            self.cache.put(key, article.id, self._summary_value(article, reader, result))
+            generated += 1
         return generated, cached
 
     # --- headlines ----------------------------------------------------------------------------
-    def headlines(self, article_id: str, user_id: str | None, n: int) -> dict[str, Any]:
+    async def headlines(self, article_id: str, user_id: str | None, n: int) -> dict[str, Any]:
         if not 1 <= n <= MAX_HEADLINES:
             raise InvalidInput(f"n must be between 1 and {MAX_HEADLINES}", field="n")
-        article = self.deps.storage.get_article(article_id)
+        article = self.storage.get_article(article_id)
         reader = self.reader_for(user_id)
-        template = "personalized_headline" if reader else "headline"
+        template = get_template("personalized_headline" if reader else "headline").id
+        version = self.models.version_of("headline")
         key = cache_key(
             "headlines",
             article.id,
             article.content_hash,
             reader.segment if reader else "generic",
             str(n),
-            get_template(template).id,
-            self.writer.models.version_of("headline"),
+            template,
+            version,
         )
         hit = self.cache.get(key)
-        if hit:
+        if hit is not None:
             return {**hit, "cached": True}
-        variants = self.writer.headlines(article.title, article.body, n=n, reader=reader)
+        job = GenerationJob(
+            "headlines",
+            {"title": article.title, "body": article.body, "n": n, "reader": reader_args(reader)},
+            version,
+        )
+        variants = await self.queue.run(job)
         value = {
             "article_id": article.id,
             "segment": reader.segment if reader else "generic",
-            "headlines": [v.as_dict() for v in variants],
-            "template": get_template(template).id,
-            "model": variants[0].model if variants else "",
+            "headlines": variants,
+            "template": template,
+            "model": variants[0]["model"] if variants else "",
         }
         self.cache.put(key, article.id, value)
         return {**value, "cached": False}
@@ -274,35 +319,45 @@ class WritingService:
             raise InvalidInput(f"related_k must be between 0 and {MAX_RELATED}", field="related_k")
         return brief
 
-    def draft(
-        self,
-        brief: str,
-        audience: str | None,
-        related_k: int,
-        on_token: Callable[[str], None] | None = None,
-    ) -> dict[str, Any]:
+    def draft_request(self, brief: str, audience: str | None, related_k: int) -> DraftRequest:
+        """Validate, find the sources, and build the job (before any response starts)."""
         brief = self.check_draft_request(brief, related_k)
-        related = self.deps.related_to_text(brief, related_k) if related_k else []
-        sources = [SourceArticle(a.id, a.title, a.body) for a in related]
-        result = self.writer.draft(brief, audience or "", sources, on_token=on_token)
+        related = self.related_to_text(brief, related_k) if related_k else []
+        job = GenerationJob(
+            "draft",
+            {
+                "brief": brief,
+                "audience": audience or "",
+                "sources": [{"id": a.id, "title": a.title, "body": a.body} for a in related],
+            },
+            self.models.version_of("base"),
+        )
+        self.queue.check_capacity()
+        return DraftRequest(audience or "", job)
+
+    def draft_value(self, request: DraftRequest, result: dict[str, Any]) -> dict[str, Any]:
         return {
-            "audience": audience or "",
-            "draft": result.draft.as_dict(),
-            "headlines": [h.as_dict() for h in result.headlines],
-            "source_ids": result.source_ids,
-            "template": result.draft.template,
-            "model": result.draft.model,
+            "audience": request.audience,
+            "draft": result["draft"],
+            "headlines": result["headlines"],
+            "source_ids": result["source_ids"],
+            "template": result["draft"]["template"],
+            "model": result["draft"]["model"],
         }
 
-    # --- pool ---------------------------------------------------------------------------------
-    def submit(self, fn: Callable[..., Any], *args: Any) -> Future[Any]:
-        return self.pool.submit(fn, *args)
+    async def draft(self, request: DraftRequest) -> dict[str, Any]:
+        return self.draft_value(request, await self.queue.run(request.job))
+
+    def draft_events(self, request: DraftRequest) -> AsyncIterator[JobEvent]:
+        """The draft's job events (tokens, a restart if a worker was lost, then done/error)."""
+        return self.queue.events(request.job)
 
     def stats(self) -> dict[str, Any]:
         return {
-            "queue_depth": self.pool.depth,
+            "queue_depth": self.queue.depth,
+            "workers": self.queue.workers(),
             "cache_hit_rate": round(self.cache.hit_rate, 4),
             "segments": len(self.segments.centroids) if self.segments else 0,
-            "models": self.writer.models.loaded(),
-            "generated_cached": self.deps.storage.count_generated(),
+            "models": self.models.loaded() or self.model_versions(),
+            "generated_cached": self.storage.count_generated(),
         }

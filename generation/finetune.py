@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 from generation.data import DataFormat, Example, Task, load_examples, select_split
 from generation.lm import load_tokenizer, resolve_base_model
-from generation.prompting import prompt_ids, task_prompt
+from generation.prompting import draft_prompt, prompt_ids, task_prompt
 from prompts import get_template
 
 if TYPE_CHECKING:
@@ -34,6 +34,8 @@ log = logging.getLogger(__name__)
 
 ADAPTER_META = "newsroom_adapter.json"
 LORA_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+# Answer tokens trained on, by task: a draft's 3-5 sentences run to ~110 tokens.
+TARGET_TOKENS = {"headline": 64, "summary": 64, "draft": 192}
 
 
 @dataclass
@@ -71,7 +73,11 @@ def encode_example(
     tokenizer: PreTrainedTokenizerBase, task: str, example: Example, max_target_tokens: int
 ) -> Encoded:
     """Prompt tokens are masked (-100): the loss is on the answer and its end-of-turn only."""
-    prompt = prompt_ids(tokenizer, task_prompt(tokenizer, task, example.source))
+    if task == "draft":
+        rendered = draft_prompt(tokenizer, example.brief, example.audience, example.sources)
+    else:
+        rendered = task_prompt(tokenizer, task, example.source)
+    prompt = prompt_ids(tokenizer, rendered)
     answer = tokenizer(example.target.strip(), add_special_tokens=False)["input_ids"]
     answer = [*answer[:max_target_tokens], tokenizer.eos_token_id]
     return Encoded(prompt + answer, [-100] * len(prompt) + answer)

@@ -32,14 +32,23 @@ class GenerationPool:
         """Jobs running or waiting."""
         return self._in_flight
 
+    def _refuse_if_full(self) -> None:
+        # Caller holds the lock.
+        if self._in_flight >= self.capacity:
+            waiting = self._in_flight - self.workers + 1
+            raise Overloaded(
+                f"generation queue is full ({self._in_flight} jobs in flight); retry shortly",
+                retry_after_s=max(1, round(waiting * self._seconds_per_job / self.workers)),
+            )
+
+    def check(self) -> None:
+        """Raise `Overloaded` if a job submitted now would be refused."""
+        with self._lock:
+            self._refuse_if_full()
+
     def submit(self, fn: Callable[..., T], *args: object) -> Future[T]:
         with self._lock:
-            if self._in_flight >= self.capacity:
-                waiting = self._in_flight - self.workers + 1
-                raise Overloaded(
-                    f"generation queue is full ({self._in_flight} jobs in flight); retry shortly",
-                    retry_after_s=max(1, round(waiting * self._seconds_per_job / self.workers)),
-                )
+            self._refuse_if_full()
             self._in_flight += 1
         try:
             future = self._executor.submit(fn, *args)

@@ -46,6 +46,10 @@ class PopularityCounts:
         self.counts[item] += n
         self._max = max(self._max, float(self.counts[item]))
 
+    def refresh_max(self) -> None:
+        """After counts were taken out (a reader's deletion): the maximum may have been theirs."""
+        self._max = float(max(self.counts.values(), default=0))
+
     def add_shown(self, item: Hashable, n: int = 1) -> None:
         self.shown[item] += n
 
@@ -60,7 +64,7 @@ class PopularityCounts:
         return self._max
 
     def top(self, n: int) -> list[Hashable]:
-        return [item for item, _ in self.counts.most_common(n)]
+        return [item for item, count in self.counts.most_common(n) if count > 0]
 
 
 class KeyedPopularityCounts(PopularityCounts):
@@ -123,11 +127,20 @@ class CoClickCounts:
                 self.pairs[a][b] += 1
                 self.pairs[b][a] += 1
 
-    def add_click(self, history: Sequence[Hashable], item: Hashable) -> None:
+    def add_click(self, history: Sequence[Hashable], item: Hashable, n: int = 1) -> None:
+        """`item` engaged with after `history`; `n=-1` takes such a click back out."""
         for a in list(dict.fromkeys(history))[-MAX_BASKET:]:
             if a != item:
-                self.pairs[a][item] += 1
-                self.pairs[item][a] += 1
+                self._bump(a, item, n)
+                self._bump(item, a, n)
+
+    def _bump(self, a: Hashable, b: Hashable, n: int) -> None:
+        row = self.pairs[a]
+        row[b] += n
+        if row[b] <= 0:  # taken back out: drop it rather than keep a zero
+            del row[b]
+            if not row:
+                del self.pairs[a]
 
     def raw(self, history: Sequence[Hashable], candidates: Sequence[Hashable]) -> np.ndarray:
         """(C,) summed co-occurrence counts of each candidate with the history items."""

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import math
+import struct
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -167,6 +168,72 @@ class UserProfile:
             }
         )
 
+    def to_blob(self) -> bytes:
+        """A compact binary copy for the shared cache (Redis): a feed decodes it with a few
+        `np.frombuffer` calls instead of parsing thousands of JSON numbers."""
+        history = list(self.history.values())
+        categories = json.dumps(self.categories).encode()
+        header = _BLOB_HEADER.pack(
+            _BLOB_FORMAT,
+            self.dim,
+            self.weight_sum,
+            self.last_ts,
+            self.n_events,
+            len(history),
+            len(self.read),
+            len(self.dismissed),
+            len(categories),
+        )
+        return b"".join(
+            [
+                header,
+                np.ascontiguousarray(self.vector_sum, np.float32).tobytes(),
+                np.fromiter((h.key for h in history), np.int64, len(history)).tobytes(),
+                np.fromiter((h.weight for h in history), np.float64, len(history)).tobytes(),
+                np.fromiter((h.ts for h in history), np.float64, len(history)).tobytes(),
+                np.fromiter(self.read, np.int64, len(self.read)).tobytes(),
+                np.fromiter(self.dismissed, np.int64, len(self.dismissed)).tobytes(),
+                categories,
+            ]
+        )
+
+    @classmethod
+    def from_blob(cls, user_id: str, blob: bytes) -> UserProfile:
+        (fmt, dim, weight_sum, last_ts, n_events, n_history, n_read, n_dismissed, n_cat) = (
+            _BLOB_HEADER.unpack_from(blob)
+        )
+        if fmt != _BLOB_FORMAT:
+            raise ValueError(f"profile blob format {fmt}, expected {_BLOB_FORMAT}")
+        offset = _BLOB_HEADER.size
+
+        def take(dtype: type, count: int) -> np.ndarray:
+            nonlocal offset
+            array = np.frombuffer(blob, dtype=dtype, count=count, offset=offset)
+            offset += array.nbytes
+            return array
+
+        vector = take(np.float32, dim).copy()
+        keys = take(np.int64, n_history).tolist()
+        weights = take(np.float64, n_history).tolist()
+        stamps = take(np.float64, n_history).tolist()
+        read = take(np.int64, n_read).tolist()
+        dismissed = take(np.int64, n_dismissed).tolist()
+        categories = json.loads(blob[offset : offset + n_cat]) if n_cat else {}
+        return cls(
+            user_id=user_id,
+            dim=dim,
+            vector_sum=vector,
+            weight_sum=weight_sum,
+            last_ts=last_ts,
+            n_events=n_events,
+            history=OrderedDict(
+                (k, HistoryItem(k, w, t)) for k, w, t in zip(keys, weights, stamps, strict=True)
+            ),
+            read=OrderedDict.fromkeys(read),
+            dismissed=OrderedDict.fromkeys(dismissed),
+            categories=categories,
+        )
+
     @classmethod
     def from_state(cls, user_id: str, vector: bytes, state: str) -> UserProfile:
         data = json.loads(state)
@@ -183,6 +250,12 @@ class UserProfile:
             dismissed=OrderedDict.fromkeys(data["dismissed"]),
             categories=data["categories"],
         )
+
+
+# format, dim, weight_sum, last_ts, n_events, then the lengths of history, read, dismissed and
+# the categories' JSON; the arrays follow in that order.
+_BLOB_HEADER = struct.Struct("<HIddqIIII")
+_BLOB_FORMAT = 1
 
 
 def _trim(items: OrderedDict, limit: int) -> None:

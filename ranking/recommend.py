@@ -11,9 +11,8 @@ from __future__ import annotations
 
 import logging
 import math
-import threading
 import time
-from collections import OrderedDict, deque
+from collections import deque
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from operator import attrgetter
@@ -22,7 +21,7 @@ import numpy as np
 
 from core.domain import Event
 from core.settings import RankingConfig
-from core.storage import Storage
+from core.storage import LoggedEvent, LogSnapshot, Storage, StoredProfile
 from ranking.features import (
     FEATURE_NAMES,
     CoClickCounts,
@@ -33,6 +32,7 @@ from ranking.features import (
 )
 from ranking.model import RankingHead
 from ranking.profile import POSITIVE_TYPES, ProfileConfig, UserProfile
+from ranking.profile_store import LocalProfileCache, ProfileCache, ProfileStore, to_profile
 from retrieval.catalog import ArticleCatalog, CatalogEntry
 from retrieval.index import ArticleIndex
 
@@ -93,48 +93,10 @@ class Feed:
     candidates: int
 
 
-class ProfileStore:
-    """Profiles by user: an LRU in memory over the `profiles` table."""
-
-    def __init__(self, storage: Storage, dim: int, capacity: int = 100_000) -> None:
-        self.storage = storage
-        self.dim = dim
-        self.capacity = capacity
-        self._cache: OrderedDict[str, UserProfile] = OrderedDict()
-        self._lock = threading.Lock()
-
-    def get(self, user_id: str) -> UserProfile | None:
-        with self._lock:
-            profile = self._cache.get(user_id)
-            if profile is not None:
-                self._cache.move_to_end(user_id)
-                return profile
-        stored = self.storage.load_profile(user_id)
-        if stored is None:
-            return None
-        profile = UserProfile.from_state(user_id, *stored)
-        self.remember(profile)
-        return profile
-
-    def get_or_create(self, user_id: str) -> UserProfile:
-        return self.get(user_id) or UserProfile(user_id, self.dim)
-
-    def remember(self, profile: UserProfile) -> None:
-        with self._lock:
-            self._cache[profile.user_id] = profile
-            self._cache.move_to_end(profile.user_id)
-            while len(self._cache) > self.capacity:
-                self._cache.popitem(last=False)
-
-    def forget(self, user_ids: Iterable[str]) -> None:
-        with self._lock:
-            for user in user_ids:
-                self._cache.pop(user, None)
-
-
 @dataclass
 class InteractionState:
-    """Live popularity, impressions and co-clicks, keyed by article key."""
+    """Live popularity, impressions and co-clicks, keyed by article key: folds over the events
+    log in seq order (rebuilt from it at start, then followed)."""
 
     popularity: PopularityCounts = field(default_factory=KeyedPopularityCounts)
     coclick: CoClickCounts = field(default_factory=CoClickCounts)
@@ -157,14 +119,41 @@ class InteractionState:
         for user_id, key, event_type in interactions:
             self.apply(user_id, key, event_type)
 
-    def forget_user(self, user_id: str) -> None:
+    def subtract_user(self, user_id: str, interactions: Sequence[tuple[int, str]]) -> None:
+        """Take out exactly what one reader's events (all of them, in seq order) added: a
+        reader's share of the co-click counts depends only on their own sequence, so replaying
+        it with negative counts undoes it without touching anyone else's."""
+        history: deque = deque(maxlen=50)
+        for key, event_type in interactions:
+            if event_type == "impression":
+                self.popularity.add_shown(key, -1)
+                continue
+            if event_type in POPULARITY_TYPES:
+                self.popularity.add(key, -1)
+            if event_type in POSITIVE_TYPES and key not in history:
+                self.coclick.add_click(list(history), key, -1)
+                history.append(key)
+        self.popularity.refresh_max()
         self.recent.pop(user_id, None)
 
     @classmethod
-    def from_storage(cls, storage: Storage) -> InteractionState:
+    def from_storage(cls, storage: Storage) -> tuple[InteractionState, LogSnapshot]:
+        """Fold every stored event, and say where the logs were (the follower starts there)."""
         state = cls()
-        for user, key, kind in storage.iter_events():
-            state.apply(user, key, kind)
+        snapshot = storage.fold_log_snapshot(lambda e: state.apply(e.user, e.article_key, e.type))
+        return state, snapshot
+
+    @classmethod
+    def rebuilt(
+        cls, storage: Storage, up_to_seq: int, skip: Iterable[int] = ()
+    ) -> InteractionState:
+        """Fold the stored events up to `up_to_seq`, leaving out the seqs in `skip` (those a
+        follower is still waiting for: it applies them when they commit)."""
+        state = cls()
+        skipped = set(skip)
+        for event in storage.iter_logged_events(up_to_seq):
+            if event.seq not in skipped:
+                state.apply(event.user, event.article_key, event.type)
         return state
 
 
@@ -193,19 +182,27 @@ class Recommender:
         self._head_columns = [FEATURE_NAMES.index(f) for f in head.config.features]
         self._popular_cache: tuple[float, list[int]] | None = None
 
-    def reset_interactions(self) -> None:
-        """Rebuild the live counts from the stored events (after events were deleted)."""
-        self.state = InteractionState.from_storage(self.profiles.storage)
+    def reset_interactions(self, up_to_seq: int, skip: Iterable[int] = ()) -> None:
+        """Rebuild the live counts from the stored events (after a retention purge)."""
+        self.state = InteractionState.rebuilt(self.profiles.storage, up_to_seq, skip)
         self._popular_cache = None
 
     # --- events -----------------------------------------------------------------------------
-    def apply_events(self, events: Sequence[Event]) -> list[UserProfile]:
-        """Fold events into (cached) profiles; returns the profiles touched, to be persisted
-        together with the events. Live counters are updated by `commit_events`."""
+    def fold_events(
+        self, events: Sequence[Event], stored: dict[str, StoredProfile | None]
+    ) -> dict[str, UserProfile]:
+        """The profiles after `events`, built from `stored` (pseudonym -> the stored profile,
+        read under the writer's lock): fresh objects, so a profile a feed is reading is never
+        changed under it, and nothing is cached before the commit."""
+        pseudonym = self.profiles.storage.pseudonym
         touched: dict[str, UserProfile] = {}
         for event in sorted(events, key=lambda e: e.ts):
-            profile = touched.get(event.user_id) or self.profiles.get_or_create(event.user_id)
-            touched[event.user_id] = profile
+            user = pseudonym(event.user_id)
+            profile = touched.get(user)
+            if profile is None:
+                previous = stored.get(user)
+                profile = to_profile(previous) if previous else UserProfile(user, self.index.dim)
+                touched[user] = profile
             entry = self.catalog.get(event.article_key)
             vector = (
                 self.index.vector(event.article_key) if event.article_key in self.index else None
@@ -219,19 +216,11 @@ class Recommender:
                 self.profile_config,
                 event.dwell_ms,
             )
-        return list(touched.values())
+        return touched
 
-    def commit_events(
-        self, events: Sequence[Event], profiles: Sequence[UserProfile]
-    ) -> list[tuple[str, int, str]]:
-        """Make stored events live; returns the interactions applied to the counts."""
-        for profile in profiles:
-            self.profiles.remember(profile)
-        # Keyed like the stored events the counts are rebuilt from at start: by pseudonym.
-        pseudonym = self.profiles.storage.pseudonym
-        interactions = [(pseudonym(e.user_id), e.article_key, e.type) for e in events]
-        self.state.apply_all(interactions)
-        return interactions
+    def apply_logged(self, events: Sequence[LoggedEvent]) -> None:
+        """New events from the log, in seq order, into the live counts."""
+        self.state.apply_all((e.user, e.article_key, e.type) for e in events)
 
     # --- feed -------------------------------------------------------------------------------
     def feed(
@@ -454,14 +443,19 @@ class Recommender:
 
 
 def build_recommender(
-    rc: RankingConfig, storage: Storage, index: ArticleIndex, catalog: ArticleCatalog
-) -> Recommender | None:
+    rc: RankingConfig,
+    storage: Storage,
+    index: ArticleIndex,
+    catalog: ArticleCatalog,
+    cache: ProfileCache | None = None,
+) -> tuple[Recommender | None, LogSnapshot]:
     """The serving recommender over loaded articles: the head from `rc.model_dir`, live counts
-    rebuilt from the stored events. None when no head is there (feed and rank then answer 503
-    saying what to do; search and ingest still work)."""
+    folded from the stored events, profiles read through `cache`; and where the logs were when
+    the counts were folded (follow them from there). The recommender is None when no head is
+    there (feed and rank then answer 503 saying what to do; search and ingest still work)."""
     if not (rc.model_dir / "config.json").exists():
         log.warning("no ranking head at %s: feed and rank are unavailable", rc.model_dir)
-        return None
+        return None, storage.fold_log_snapshot(None)
     head = RankingHead.load(rc.model_dir)
     if head.config.dim != index.dim:
         raise ValueError(
@@ -469,13 +463,13 @@ def build_recommender(
             f"index holds {index.dim}-d ones: retrain it with `newsroom train-ranker`"
         )
     started = time.perf_counter()
-    state = InteractionState.from_storage(storage)
+    state, snapshot = InteractionState.from_storage(storage)
     log.info("interaction state rebuilt in %.2fs", time.perf_counter() - started)
-    return Recommender(
+    recommender = Recommender(
         head,
         index,
         catalog,
-        ProfileStore(storage, index.dim),
+        ProfileStore(storage, cache or LocalProfileCache(), index.dim),
         state,
         ProfileConfig(half_life_days=rc.profile_half_life_days),
         FeedConfig(
@@ -485,6 +479,7 @@ def build_recommender(
         ),
         head_name=rc.model_dir.name,
     )
+    return recommender, snapshot
 
 
 def mmr_order(

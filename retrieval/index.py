@@ -202,6 +202,11 @@ class ArticleIndex:
     def __contains__(self, key: int) -> bool:
         return key in self._position
 
+    def hash_of(self, key: int) -> str | None:
+        """The content hash the entry for `key` was indexed with (None: not indexed)."""
+        position = self._position.get(key)
+        return None if position is None else self._hashes[position]
+
     def vector(self, key: int) -> np.ndarray:
         with self._lock:
             position = self._position.get(key)
@@ -352,7 +357,8 @@ class ArticleIndex:
                 hashes=np.array(self._hashes, dtype="U32"),
                 live=live,
             )
-        tmp = path.with_name(path.name + ".tmp")
+        # Unique per process: API processes on one host may save the same snapshot at once.
+        tmp = path.with_name(f"{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
         with open(tmp, "wb") as handle:
             handle.write(buffer.getbuffer())
             handle.flush()

@@ -16,6 +16,7 @@ from core.settings import GenerationConfig, Settings
 from retrieval.embedder import Embedder
 from tests.postgres import TemporaryPostgres
 from tests.postgres import wanted as postgres_wanted
+from tests.redis_server import TemporaryRedis
 
 DATA_DIR = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
@@ -50,6 +51,24 @@ def postgres_server() -> Iterator[TemporaryPostgres | None]:
     server.start()
     yield server
     server.stop()
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[TemporaryRedis]:
+    """A real redis-server for the session (shared-mode unit and end-to-end tests)."""
+    server = TemporaryRedis()
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def redis_client(redis_server: TemporaryRedis):  # type: ignore[no-untyped-def]
+    """A client on an emptied Redis."""
+    client = redis_server.client()
+    client.flushall()
+    yield client
+    client.close()
 
 
 @pytest.fixture

@@ -51,6 +51,13 @@ class TemporaryPostgres:
             "newsroom",
             "--no-sync",
         )
+        self.resume()
+
+    def pause(self) -> None:
+        """Stop the server, keeping its data (an outage); `resume()` brings it back."""
+        self._run(str(PG_BIN / "pg_ctl"), "-D", str(self.data), "-m", "immediate", "-w", "stop")
+
+    def resume(self) -> None:
         options = (
             f"-p {self.port} -k {self.socket_dir} -c listen_addresses='' "
             "-c fsync=off -c full_page_writes=off"

@@ -39,16 +39,16 @@ ERRORS = {404: {"model": ErrorOut}, 413: {"model": ErrorOut}, 422: {"model": Err
 )
 def create_article(article: ArticleIn, service: ServiceDep, response: Response) -> ArticleOut:
     """Upsert one article (by `id`); 201 when created, 200 when it existed."""
-    report = service.ingest([article.to_draft()])
+    report = service.articles.ingest([article.to_draft()])
     if not report.created:
         response.status_code = status.HTTP_200_OK
-    return ArticleOut.of(service.get_article(report.ids[0]))
+    return ArticleOut.of(service.articles.get_article(report.ids[0]))
 
 
 @router.post("/bulk", response_model=IngestOut, responses=ERRORS, dependencies=[allow("cms")])
 def ingest_bulk(batch: ArticleBulkIn, service: ServiceDep) -> IngestOut:
     """Upsert many articles in one transaction; unchanged text is not re-embedded."""
-    report = service.ingest([a.to_draft() for a in batch.articles])
+    report = service.articles.ingest([a.to_draft() for a in batch.articles])
     return IngestOut(
         created=report.created,
         updated=report.updated,
@@ -64,7 +64,7 @@ def ingest_bulk(batch: ArticleBulkIn, service: ServiceDep) -> IngestOut:
     dependencies=[allow("cms", "writer", "app")],
 )
 def get_article(article_id: ArticleId, service: ServiceDep) -> ArticleOut:
-    return ArticleOut.of(service.get_article(article_id))
+    return ArticleOut.of(service.articles.get_article(article_id))
 
 
 @router.put(
@@ -81,14 +81,14 @@ def put_article(
         raise InvalidInput(
             f"body id {article.id!r} differs from the path id {article_id!r}", field="id"
         )
-    stored, created = service.put_article(article_id, article.to_draft())
+    stored, created = service.articles.put_article(article_id, article.to_draft())
     response.status_code = status.HTTP_201_CREATED if created else status.HTTP_200_OK
     return ArticleOut.of(stored)
 
 
 @router.delete("/{article_id}", status_code=204, responses=ERRORS, dependencies=[allow("cms")])
 def delete_article(article_id: ArticleId, service: ServiceDep) -> Response:
-    service.delete_article(article_id)
+    service.articles.delete_article(article_id)
     return Response(status_code=204)
 
 
@@ -104,4 +104,5 @@ def related_articles(
     k: Annotated[int, Query(ge=1, le=1000, description="Number of results.")] = 10,
 ) -> SearchOut:
     """Articles nearest in meaning to this one (itself excluded)."""
-    return SearchOut(results=[SearchResultOut.of(h) for h in service.related(article_id, k)])
+    hits = service.articles.related(article_id, k)
+    return SearchOut(results=[SearchResultOut.of(h) for h in hits])

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Annotated
+import time
+from typing import Annotated
 
 from fastapi import APIRouter, Path, Query, Request, Response
 
 from api.auth import allow
-from api.deps import ServiceDep, observe_async, run_cpu
+from api.deps import ServiceDep, observe, run_cpu
 from api.schemas import (
     USER_ID_PATTERN,
     ErrorOut,
@@ -19,9 +20,7 @@ from api.schemas import (
     RankIn,
     RankOut,
 )
-
-if TYPE_CHECKING:
-    from ranking.recommend import Feed
+from ranking.recommend import Feed
 
 router = APIRouter(prefix="/v1", tags=["feed"])
 ERRORS = {413: {"model": ErrorOut}, 422: {"model": ErrorOut}, 503: {"model": ErrorOut}}
@@ -32,7 +31,7 @@ UserId = Annotated[str, Path(pattern=USER_ID_PATTERN, description="The reader's 
 def record_events(payload: EventPayload, service: ServiceDep) -> EventsOut:
     """One event, or `{"events": [...]}`. Idempotent by `event_id`."""
     events = payload.events if isinstance(payload, EventBatchIn) else [payload]
-    report = service.record_events([e.to_draft() for e in events])
+    report = service.readers.record_events([e.to_draft() for e in events])
     return EventsOut(accepted=report.accepted, duplicates=report.duplicates)
 
 
@@ -51,22 +50,21 @@ async def user_feed(
     exclude_read: Annotated[bool, Query(description="Leave out articles already read.")] = True,
 ) -> Response:
     """The reader's personalized feed; each item says why it is there."""
-    # Scored (and serialised) by a feed replica process when the server runs some
-    # (NEWSROOM_RANKING__FEED_WORKERS), else on the event loop, not the CPU pool: a feed is ~3 ms
-    # of mostly GIL-holding Python, and the hop plus GIL hand-offs cost more than the wait
-    # (bench.feed_load, 16 clients on a busy box: same req/s, p99 162 vs 272 ms). The one I/O is
-    # a reader's first feed after a start, which loads the profile: 0.04 ms on SQLite, a round
-    # trip on PostgreSQL.
-    body = await observe_async(
-        request, "feed", service.feed_json, user_id, k, category, exclude_read, render_feed
-    )
+    # Scored on the event loop, not the CPU pool: a feed is ~3 ms of mostly GIL-holding
+    # Python, and the hop plus GIL hand-offs cost more than the wait (bench.feed_load). Its one
+    # I/O is the reader's profile (a Redis round trip in shared mode). More cores: more
+    # processes (`newsroom serve --workers N`).
+    started = time.perf_counter()
+    feed = service.feeds.feed(user_id, k, category, exclude_read)
+    body = render_feed(feed)
+    observe(request, "feed", "feed", started)
     # The documented schema is still `response_model`'s (`render_feed` validates against it).
     return Response(body, media_type="application/json")
 
 
 def render_feed(feed: Feed) -> bytes:
     """The feed as its JSON answer, in one validation pass (returned as a model, FastAPI would
-    validate it all over again first). Runs where the feed was scored: in a replica, if any."""
+    validate it all over again first)."""
     body = FeedOut.model_validate(
         {
             "user_id": feed.user_id,
@@ -81,7 +79,7 @@ def render_feed(feed: Feed) -> bytes:
 @router.post("/rank", response_model=RankOut, responses=ERRORS, dependencies=[allow("cms")])
 async def rank(request: Request, payload: RankIn, service: ServiceDep) -> RankOut:
     """Rank the CMS's own candidates for a reader with the same head as the feed."""
-    result = await run_cpu(request, service.rank, payload.user_id, payload.article_ids)
+    result = await run_cpu(request, service.feeds.rank, payload.user_id, payload.article_ids)
     return RankOut(
         user_id=payload.user_id,
         items=[RankedItemOut.of(i) for i in result.items],

@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections.abc import AsyncIterator
-from concurrent.futures import Future
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Request
 from fastapi.responses import StreamingResponse
 
 from api.auth import allow
-from api.deps import ServiceDep, cached_or_generated, run_generation
+from api.deps import ServiceDep, observe_async
 from api.errors import error_body
 from api.schemas import (
     SEGMENT_PATTERN,
@@ -50,10 +48,9 @@ async def personalized_summary(
     request: Request, user_id: UserId, article_id: ArticleId, service: ServiceDep
 ) -> dict[str, Any]:
     """A one-sentence summary written for the reader's interest segment; cached per
-    (article, segment, template, model)."""
+    (article, segment, template, model). A cached summary never waits for the model queue."""
     writing = service.require_writing()
-    cached = writing.cached_summary(user_id, article_id)
-    return await cached_or_generated(request, cached, writing.summary, user_id, article_id)
+    return await observe_async(request, "generation", writing.summary, user_id, article_id)
 
 
 @router.get(
@@ -78,8 +75,7 @@ async def segment_summary(
 ) -> dict[str, Any]:
     """The summary every reader of one segment gets; editors compare segments side by side."""
     writing = service.require_writing()
-    cached = writing.cached_segment_summary(article_id, segment)
-    return await cached_or_generated(request, cached, writing.segment_summary, article_id, segment)
+    return await observe_async(request, "generation", writing.segment_summary, article_id, segment)
 
 
 @router.post(
@@ -91,9 +87,12 @@ async def segment_summary(
 async def headlines(
     request: Request, article_id: ArticleId, payload: HeadlinesIn, service: ServiceDep
 ) -> dict[str, Any]:
-    """`n` distinct grounded headline variants, personalized when `user_id` is given."""
+    """`n` distinct grounded headline variants, personalized when `user_id` is given. A cached
+    set is answered without touching the model queue."""
     writing = service.require_writing()
-    return await run_generation(request, writing.headlines, article_id, payload.user_id, payload.n)
+    return await observe_async(
+        request, "generation", writing.headlines, article_id, payload.user_id, payload.n
+    )
 
 
 def _sse(event: str, data: Any) -> str:
@@ -109,46 +108,51 @@ def _sse(event: str, data: Any) -> str:
         200: {
             "content": {"text/event-stream": {}},
             "description": "JSON, or with `Accept: text/event-stream` a stream of `token` "
-            "events and a final `done` event carrying the checked result.",
+            "events and a final `done` event carrying the checked result (a `restart` event "
+            "means a lost worker's draft started over: drop the text so far).",
         },
     },
 )
 async def draft(request: Request, payload: DraftIn, service: ServiceDep) -> Any:
     """A draft grounded on related articles, with headline options and the ids it used.
     Streams tokens as server-sent events when asked to; the `done` event carries the guarded
-    result, which replaces the streamed text if the guard rejected it."""
+    result, which replaces the streamed text if the guard rejected it. A client that
+    disconnects cancels its draft."""
     writing = service.require_writing()
-    brief = writing.check_draft_request(payload.brief, payload.related_k)
     audience = writing.audience_for(payload.audience, payload.segment, payload.user_id)
+    # Everything that can fail with a status code fails here, before a stream starts.
+    job = writing.draft_request(payload.brief, audience, payload.related_k)
     if "text/event-stream" not in request.headers.get("accept", ""):
-        return await run_generation(request, writing.draft, brief, audience, payload.related_k)
-
-    loop = asyncio.get_running_loop()
-    queue: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
-
-    def on_token(piece: str) -> None:
-        loop.call_soon_threadsafe(queue.put_nowait, ("token", piece))
-
-    future = writing.submit(writing.draft, brief, audience, payload.related_k, on_token)
-
-    def finished(done: Future[Any]) -> None:
-        loop.call_soon_threadsafe(queue.put_nowait, ("end", done))
-
-    future.add_done_callback(finished)
+        return await observe_async(request, "generation", writing.draft, job)
 
     async def events() -> AsyncIterator[str]:
-        while True:
-            kind, value = await queue.get()
-            if kind == "token":
-                yield _sse("token", {"text": value})
-                continue
-            error = value.exception()
-            if error is not None:
-                yield _sse("error", error_body(error))
-            else:
-                yield _sse("done", DraftOut.model_validate(value.result()).model_dump())
-            return
+        stream = writing.draft_events(job)
+        try:
+            async for event in stream:
+                if event.kind == "token":
+                    yield _sse("token", {"text": event.data})
+                elif event.kind == "restart":
+                    yield _sse("restart", event.data)
+                elif event.kind == "error":
+                    yield _sse("error", error_body(failure_of(event.data)))
+                    return
+                else:
+                    result = writing.draft_value(job, event.data)
+                    yield _sse("done", DraftOut.model_validate(result).model_dump())
+                    return
+        finally:
+            await stream.aclose()  # a client that left cancels the job here
 
     return StreamingResponse(
         events(), media_type="text/event-stream", headers={"Cache-Control": "no-cache"}
     )
+
+
+def failure_of(error: dict[str, Any]) -> Exception:
+    from generation.jobs import raise_error
+
+    try:
+        raise_error(error)
+    except Exception as exc:
+        return exc
+    return RuntimeError("unknown generation error")

@@ -12,7 +12,7 @@ router = APIRouter(tags=["health"])
 
 @router.get("/healthz", response_model=HealthOut)
 def healthz(request: Request, service: ServiceDep) -> HealthOut:
-    h = service.health()
+    h = service.status.health()
     return HealthOut(
         status="ok",
         articles=h.articles,
@@ -22,6 +22,8 @@ def healthz(request: Request, service: ServiceDep) -> HealthOut:
         database=h.database,
         ranker=h.ranker,
         events=h.events,
-        feed_workers=h.feed_workers,
+        mode=h.mode,
+        live=h.live,
+        log=h.log,
         keys_required=request.app.state.keyring.enabled,
     )

@@ -22,7 +22,7 @@ router = APIRouter(prefix="/v1", tags=["quality"])
 def quality(service: ServiceDep) -> dict[str, Any]:
     """The latest ranking, generation and personalization reports (newest first), the served
     model and prompt-template versions, index size and the generation cache hit rate."""
-    return service.quality()
+    return service.status.quality()
 
 
 @router.get(
@@ -33,4 +33,4 @@ def quality(service: ServiceDep) -> dict[str, Any]:
 )
 def example_readers(service: ServiceDep) -> ExampleReadersOut:
     """Reader ids to try in the studio's feed preview; `newsroom demo` writes them."""
-    return ExampleReadersOut(readers=service.example_readers())
+    return ExampleReadersOut(readers=service.status.example_readers())

@@ -27,5 +27,5 @@ def search(
     category: Annotated[str | None, Query(max_length=64)] = None,
     since: Annotated[datetime | None, Query(description="Only articles published since.")] = None,
 ) -> SearchOut:
-    hits = service.search(q, k=k, category=category, since=since)
+    hits = service.articles.search(q, k=k, category=category, since=since)
     return SearchOut(results=[SearchResultOut.of(h) for h in hits])

@@ -23,7 +23,8 @@ UserId = Annotated[str, Path(pattern=USER_ID_PATTERN, description="The reader's 
 )
 async def export_user(request: Request, user_id: UserId, service: ServiceDep) -> dict[str, Any]:
     """Everything stored about the reader: events, profile, outputs written for them alone."""
-    return await run_cpu(request, service.export_user, user_id)
+    generated = service.writing.outputs_for_user(user_id) if service.writing else []
+    return await run_cpu(request, service.readers.export_user, user_id, generated)
 
 
 @router.delete(
@@ -34,5 +35,5 @@ async def export_user(request: Request, user_id: UserId, service: ServiceDep) ->
 )
 async def delete_user(request: Request, user_id: UserId, service: ServiceDep) -> UserDeletedOut:
     """Remove the reader's events, profile and personal outputs; 404 if nothing was stored."""
-    removed = await run_cpu(request, service.delete_user, user_id)
+    removed = await run_cpu(request, service.readers.delete_user, user_id)
     return UserDeletedOut(user_id=user_id, deleted=removed)

@@ -50,7 +50,7 @@ def keyed_client(
         data_dir=tmp_path / "var", api_keys=keys, database_url=database_url, _env_file=None
     )  # type: ignore[call-arg]
     service = NewsroomService.from_settings(settings, embedder=embedder)
-    service.ingest(headline_drafts)
+    service.articles.ingest(headline_drafts)
     with TestClient(create_app(settings, service)) as client:
         yield client
     service.close()

@@ -14,7 +14,7 @@ from tests.conftest import data_path
 def loaded(client, service):
     drafts = list(islice(read_articles(data_path("mind_demo_news"), "mind"), 300))
     for start in range(0, len(drafts), 100):
-        service.ingest(drafts[start : start + 100])
+        service.articles.ingest(drafts[start : start + 100])
     return {d.id: d for d in drafts}
 
 

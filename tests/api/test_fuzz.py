@@ -29,10 +29,10 @@ def fuzz_app(
         data_dir=tmp_path_factory.mktemp("fuzz") / "var", generation=generation, _env_file=None
     )
     service = NewsroomService.from_settings(settings, embedder=embedder)
-    service.ingest(
+    service.articles.ingest(
         [ArticleDraft(id=i, title=t, body=f"{t}. Details.", category=c) for i, t, c in HEADLINES]
     )
-    service.record_events([EventDraft(user_id="u1", article_id="h1", type="click")])
+    service.readers.record_events([EventDraft(user_id="u1", article_id="h1", type="click")])
     app = create_app(settings, service)
     with TestClient(app):  # runs the lifespan (pools) for the whole module
         yield app

@@ -87,17 +87,17 @@ def studio(
             section = by_section.setdefault(draft.category, [])
             if len(section) < 12:
                 section.append(draft)
-    service.ingest(list(itertools.chain.from_iterable(by_section.values())))
+    service.articles.ingest(list(itertools.chain.from_iterable(by_section.values())))
     readers, events = [], []
     for section, drafts in sorted(by_section.items()):
         for copy in range(2):
             reader = f"reader-{section}-{copy}"
             readers.append(reader)
             events += [EventDraft(reader, d.id, "click") for d in drafts[copy : copy + 5]]
-    service.record_events(events)
+    service.readers.record_events(events)
     assert service.writing is not None
     service.writing.fit_segments(k=2)
-    service.write_example_readers(readers)
+    service.status.write_example_readers(readers)
 
     server = uvicorn.Server(
         uvicorn.Config(

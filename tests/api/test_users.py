@@ -33,7 +33,7 @@ def setup(
         data_dir=tmp_path / "var", generation=generation, database_url=database_url, _env_file=None
     )  # type: ignore[call-arg]
     service = NewsroomService.from_settings(settings, embedder=embedder)
-    service.ingest(headline_drafts)
+    service.articles.ingest(headline_drafts)
     with TestClient(create_app(settings, service)) as client:
         events = [
             {"user_id": READER, "article_id": "h2", "type": "click"},
@@ -130,6 +130,6 @@ def test_retention_deletes_old_events(setup: tuple) -> None:  # type: ignore[typ
     old = (datetime.now(UTC) - timedelta(days=40)).isoformat()
     event = {"user_id": "old-reader", "article_id": "h3", "type": "click", "ts": old}
     assert client.post("/v1/events", json=event).status_code == 200
-    assert service.purge_expired_events(retention_days=30) == 1
+    assert service.readers.purge_expired_events(retention_days=30) == 1
     assert service.storage.user_events("old-reader") == []
     assert len(service.storage.user_events(READER)) == 3

@@ -82,3 +82,16 @@ def test_serve_answers_over_http(tmp_path):
     finally:
         server.send_signal(signal.SIGINT)
         server.wait(timeout=30)
+
+
+def test_serve_refuses_several_workers_in_embedded_mode_and_says_what_to_set(tmp_path):
+    result = CliRunner().invoke(app, ["serve", "--workers", "2"], env=_env(tmp_path))
+    assert result.exit_code != 0
+    assert "NEWSROOM_REDIS_URL" in result.output and "NEWSROOM_DATABASE_URL" in result.output
+
+
+def test_shared_mode_needs_postgres_and_a_pseudonym_secret(tmp_path):
+    env = {**_env(tmp_path), "NEWSROOM_REDIS_URL": "redis://127.0.0.1:1/0"}
+    result = CliRunner().invoke(app, ["serve"], env=env)
+    assert result.exit_code != 0
+    assert "NEWSROOM_DATABASE_URL=postgresql" in str(result.exception) + result.output

@@ -25,13 +25,13 @@ def test_pregenerate_fills_the_cache_once(
     generation = tiny_generation
     settings = Settings(data_dir=tmp_path / "var", generation=generation, _env_file=None)  # type: ignore[call-arg]
     service = NewsroomService.from_settings(settings, embedder=embedder)
-    service.ingest(headline_drafts)
+    service.articles.ingest(headline_drafts)
     events = [
         EventDraft(user_id=f"u{n}", article_id=article, type="click")
         for n in range(6)
         for article in (("h2", "h4") if n % 2 else ("h1", "h6"))
     ]
-    service.record_events(events)
+    service.readers.record_events(events)
     service.close()
 
     env = {

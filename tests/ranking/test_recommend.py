@@ -60,3 +60,39 @@ def test_keyed_popularity_counts_equal_the_counter_ones() -> None:
     assert np.array_equal(keyed.raw_shown(asked), plain.raw_shown(asked))
     assert keyed.raw(asked).dtype == np.float32
     assert keyed.max == plain.max and keyed.top(50) == plain.top(50)
+
+
+def _replay(state, events) -> None:  # type: ignore[no-untyped-def]
+    for user, key, kind in events:
+        state.apply(user, key, kind)
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_taking_a_reader_out_equals_counting_without_them(seed: int) -> None:
+    """A deleted reader's share of the live counts is exactly what their own events added."""
+    from ranking.recommend import InteractionState
+
+    rng = np.random.default_rng(seed)
+    kinds = ["click", "impression", "like", "dismiss", "dwell"]
+    events = [
+        (f"u{rng.integers(0, 6)}", int(rng.integers(0, 30)), kinds[int(rng.integers(0, 5))])
+        for _ in range(400)
+    ]
+    everyone = InteractionState()
+    _replay(everyone, events)
+    everyone.subtract_user("u2", [(key, kind) for user, key, kind in events if user == "u2"])
+    without = InteractionState()
+    _replay(without, [e for e in events if e[0] != "u2"])
+    assert {k: v for k, v in everyone.popularity.counts.items() if v} == dict(
+        without.popularity.counts
+    )
+    assert {k: v for k, v in everyone.popularity.shown.items() if v} == dict(
+        without.popularity.shown
+    )
+    assert {a: dict(row) for a, row in everyone.coclick.pairs.items()} == {
+        a: dict(row) for a, row in without.coclick.pairs.items()
+    }
+    assert everyone.popularity.max == without.popularity.max
+    keys = list(range(30))
+    np.testing.assert_array_equal(everyone.popularity.raw(keys), without.popularity.raw(keys))
+    assert "u2" not in everyone.recent

@@ -21,14 +21,14 @@ def _reopen(settings, embedder, monkeypatch) -> NewsroomService:
 
 
 def _search_ids(service: NewsroomService, text: str) -> list[str]:
-    return [h.article.id for h in service.search(text, k=3)]
+    return [h.article.id for h in service.articles.search(text, k=3)]
 
 
 def test_snapshot_reused_then_rebuilt_after_deletion(
     settings, embedder, headline_drafts, monkeypatch
 ):
     service = NewsroomService.from_settings(settings, embedder=embedder)
-    service.ingest(headline_drafts)
+    service.articles.ingest(headline_drafts)
     expected = _search_ids(service, "football match")
     service.close()
     assert settings.index_path.exists()
@@ -41,42 +41,42 @@ def test_snapshot_reused_then_rebuilt_after_deletion(
     settings.index_path.unlink()
     rebuilt = _reopen(settings, embedder, monkeypatch)
     assert not rebuilt.sync_report.loaded_snapshot
-    assert len(rebuilt.index) == 6
+    assert len(rebuilt.articles.index) == 6
     assert _search_ids(rebuilt, "football match") == expected
     rebuilt.close()
 
 
 def test_stale_snapshot_is_repaired(settings, embedder, headline_drafts):
     service = NewsroomService.from_settings(settings, embedder=embedder)
-    service.ingest(headline_drafts[:3])
-    service.save_index()  # snapshot knows h1..h3
-    service.ingest(headline_drafts[3:])  # acknowledged in the DB...
-    service.delete_article("h1")
+    service.articles.ingest(headline_drafts[:3])
+    service.articles.save_index()  # snapshot knows h1..h3
+    service.articles.ingest(headline_drafts[3:])  # acknowledged in the DB...
+    service.articles.delete_article("h1")
     service.storage.close()  # ...then the process dies before saving the index
 
     reopened = NewsroomService.from_settings(settings, embedder=embedder)
     report = reopened.sync_report
     assert report.loaded_snapshot and report.added == 3 and report.removed == 1
     states = {s.key: s.content_hash for s in reopened.storage.stored_states()}
-    assert reopened.index.state() == states
-    assert "h1" not in [h.article.id for h in reopened.search("bank interest rates", k=5)]
+    assert reopened.articles.index.state() == states
+    assert "h1" not in [h.article.id for h in reopened.articles.search("bank interest rates", k=5)]
     reopened.close()
 
 
 def test_changed_text_in_database_replaces_vector(settings, embedder, headline_drafts):
     service = NewsroomService.from_settings(settings, embedder=embedder)
-    service.ingest(headline_drafts)
-    service.save_index()
+    service.articles.ingest(headline_drafts)
+    service.articles.save_index()
     h2 = headline_drafts[1]
     h2.title, h2.body = "Volcano eruption forces evacuation", "Lava reached the village."
-    service.ingest([h2])  # not saved: the snapshot holds the old vector of h2
+    service.articles.ingest([h2])  # not saved: the snapshot holds the old vector of h2
     service.storage.close()
 
     reopened = NewsroomService.from_settings(settings, embedder=embedder)
     key = reopened.storage.get_article("h2").key
     stored = reopened.storage.embedding_of("h2")[1]
-    np.testing.assert_allclose(reopened.index.vector(key), stored, atol=1e-6)
-    assert reopened.search("volcano lava", k=1)[0].article.id == "h2"
+    np.testing.assert_allclose(reopened.articles.index.vector(key), stored, atol=1e-6)
+    assert reopened.articles.search("volcano lava", k=1)[0].article.id == "h2"
     reopened.close()
 
 

@@ -1,0 +1,238 @@
+"""`ReaderService`: reader events in; readers' rights (export, deletion) and retention.
+
+An event batch is one database transaction (events + the profiles they change, read under a
+row lock), then the new profiles are published to the profile cache before the response: a
+click acknowledged by any process is in that reader's next feed from every process. The live
+counts follow the events log (`core.changes`), in this process right after the commit.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+from sqlalchemy.exc import IntegrityError
+
+from core.domain import Event, EventDraft, utcnow
+from core.errors import InvalidInput, LimitExceeded, ModelUnavailable, UnknownUser
+from core.storage import Storage, StoredProfile
+from generation.cache import reader_segment
+from ranking.profile import EVENT_TYPES, UserProfile
+from ranking.profile_store import VersionedProfile
+from ranking.recommend import Recommender
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(slots=True)
+class EventReport:
+    accepted: int
+    duplicates: int
+
+
+class CacheUpdateFailed(ModelUnavailable):
+    """The events are stored but the shared profile cache did not take them (503): the
+    client's retry is safe (event ids make it idempotent) and republishes them."""
+
+
+class ReaderService:
+    def __init__(
+        self,
+        storage: Storage,
+        recommender: Recommender | None,
+        key_of: Callable[[str], int | None],
+        write_lock: threading.Lock,
+        after_write: Callable[[], None],
+        max_bulk_events: int = 5000,
+    ) -> None:
+        self.storage = storage
+        self.recommender = recommender
+        self.key_of = key_of
+        self.max_bulk_events = max_bulk_events
+        self._write_lock = write_lock
+        self._after_write = after_write
+        self.on_deleted: list[Callable[[str], None]] = []  # told a reader id was deleted
+        # Readers whose new profile the cache refused (Redis down): republished on the next
+        # event batch, or by `repair()` when the cache is back.
+        self._unpublished: set[str] = set()
+
+    def _require_recommender(self) -> Recommender:
+        if self.recommender is None:
+            raise ModelUnavailable(
+                "no ranking head is loaded: train one with `newsroom train-ranker` or set "
+                "NEWSROOM_RANKING__MODEL_DIR"
+            )
+        return self.recommender
+
+    # --- events -------------------------------------------------------------------------------
+    def _validate(self, drafts: list[EventDraft]) -> list[Event]:
+        now = utcnow()
+        events: list[Event] = []
+        for n, draft in enumerate(drafts):
+            where = f"events[{n}]." if len(drafts) > 1 else ""
+            if draft.type not in EVENT_TYPES:
+                raise InvalidInput(
+                    f"unknown event type {draft.type!r}; use one of {', '.join(EVENT_TYPES)}",
+                    field=f"{where}type",
+                )
+            key = self.key_of(draft.article_id)
+            if key is None:
+                raise InvalidInput(
+                    f"article {draft.article_id!r} does not exist; ingest it before sending "
+                    "events about it",
+                    field=f"{where}article_id",
+                )
+            ts = draft.ts or now
+            if ts.tzinfo is None:
+                ts = ts.replace(tzinfo=now.tzinfo)
+            if (ts - now).total_seconds() > 300:
+                raise InvalidInput("ts is in the future", field=f"{where}ts")
+            events.append(
+                Event(
+                    event_id=draft.event_id or uuid.uuid4().hex,
+                    user_id=draft.user_id,
+                    article_id=draft.article_id,
+                    article_key=key,
+                    type=draft.type,
+                    ts=ts,
+                    dwell_ms=draft.dwell_ms,
+                )
+            )
+        return events
+
+    def record_events(self, drafts: list[EventDraft]) -> EventReport:
+        """Store events (idempotent by event id) and update profiles in the same transaction;
+        publish the new profiles before returning."""
+        recommender = self._require_recommender()
+        if len(drafts) > self.max_bulk_events:
+            raise LimitExceeded(
+                f"{len(drafts)} events in one request; the limit is {self.max_bulk_events}",
+                field="events",
+            )
+        events = self._validate(drafts)
+        with self._write_lock:
+            try:
+                new, written, folded = self._store(recommender, events)
+            except IntegrityError:
+                # Another process stored one of these event ids between our check and our
+                # insert: check again (now they are known, and left out).
+                new, written, folded = self._store(recommender, events)
+            self._after_write()
+        pseudonym = self.storage.pseudonym
+        # Readers with only repeated events: a retry after a failed publish (here or on another
+        # process) lands here, so their stored profile is published again.
+        republish = {pseudonym(e.user_id) for e in events} - {p.pseudonym for p in written}
+        items = [VersionedProfile(folded[p.pseudonym], p.version) for p in written]
+        self._publish(recommender, items, republish)
+        return EventReport(accepted=len(new), duplicates=len(events) - len(new))
+
+    def _store(
+        self, recommender: Recommender, events: list[Event]
+    ) -> tuple[list[Event], list[StoredProfile], dict[str, UserProfile]]:
+        """(the new events, the stored profiles with versions, the profile objects)."""
+        new = self._fresh(events)
+        folded: dict[str, UserProfile] = {}
+
+        def update(stored: dict[str, StoredProfile | None]) -> list[StoredProfile]:
+            folded.clear()  # a retried transaction folds again from what it reads
+            folded.update(recommender.fold_events(new, stored))
+            return [
+                StoredProfile(user, p.vector_sum.tobytes(), p.state_json(), 0)
+                for user, p in folded.items()
+            ]
+
+        return new, self.storage.record_events(new, update), folded
+
+    def _fresh(self, events: list[Event]) -> list[Event]:
+        known = self.storage.known_event_ids([e.event_id for e in events])
+        fresh: dict[str, Event] = {}
+        for event in events:
+            if event.event_id not in known:
+                fresh.setdefault(event.event_id, event)
+        return list(fresh.values())
+
+    def _publish(
+        self, recommender: Recommender, items: list[VersionedProfile], republish: set[str]
+    ) -> None:
+        profiles = recommender.profiles
+        try:
+            again = (republish | self._unpublished) - {i.profile.user_id for i in items}
+            if again:
+                profiles.publish(self.storage.load_profiles(sorted(again)).values())
+            profiles.cache.publish(items)
+            self._unpublished -= again | {i.profile.user_id for i in items}
+        except Exception as exc:
+            if not _is_outage(exc):
+                raise
+            self._unpublished.update(i.profile.user_id for i in items)
+            raise CacheUpdateFailed(
+                "events stored, but the shared profile cache is unreachable: retry the same "
+                "events (their ids make the retry safe)"
+            ) from exc
+
+    def repair(self) -> int:
+        """Republish profiles the cache refused earlier; returns how many are still pending."""
+        if self.recommender is None or not self._unpublished:
+            return len(self._unpublished)
+        pending = sorted(self._unpublished)
+        self.recommender.profiles.publish(self.storage.load_profiles(pending).values())
+        self._unpublished -= set(pending)
+        return len(self._unpublished)
+
+    # --- readers' rights ------------------------------------------------------------------------
+    def export_user(self, user_id: str, generated: list[dict[str, Any]]) -> dict[str, Any]:
+        """Everything stored about a reader: events, profile, outputs written for them alone."""
+        profile = self.recommender.profiles.get(user_id) if self.recommender else None
+        return {
+            "user_id": user_id,
+            "events": self.storage.user_events(user_id),
+            "profile": None
+            if profile is None
+            else {
+                "n_events": profile.n_events,
+                "categories": profile.category_affinity(),
+                "history": [
+                    a.id for a in self.storage.articles_by_keys(list(profile.history)).values()
+                ],
+                "dismissed": [
+                    a.id for a in self.storage.articles_by_keys(list(profile.dismissed)).values()
+                ],
+            },
+            "generated": generated,
+        }
+
+    def delete_user(self, user_id: str) -> dict[str, int]:
+        """Remove the reader's events, profile, per-reader outputs and their share of the live
+        popularity and co-click counts, in the database, the shared cache and every process
+        (the change log carries the deletion to the others)."""
+        pseudonym = self.storage.pseudonym(user_id)
+        with self._write_lock:
+            removed = self.storage.delete_user(user_id, reader_segment(pseudonym))
+            tombstone = removed.pop("tombstone_version")
+            if self.recommender is not None:
+                self.recommender.profiles.forget(user_id, tombstone)
+            self._after_write()
+        for listener in self.on_deleted:
+            listener(user_id)
+        if not removed["events"] and not removed["profiles"]:
+            raise UnknownUser(user_id)
+        return removed
+
+    def purge_expired_events(self, retention_days: float) -> int:
+        cutoff = utcnow() - timedelta(days=retention_days)
+        with self._write_lock:
+            removed = self.storage.delete_events_before(cutoff)
+            if removed:
+                self._after_write()
+        return removed
+
+
+def _is_outage(exc: Exception) -> bool:
+    import redis
+
+    return isinstance(exc, redis.exceptions.ConnectionError | redis.exceptions.TimeoutError)
