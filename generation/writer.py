@@ -19,8 +19,8 @@ import numpy as np
 from generation.backends import DecodeOptions, LMBackend
 from generation.guard import GroundingReport, SourceFacts, sentences
 from generation.lm import model_fingerprint
-from generation.prompting import prompt_ids, task_prompt
-from prompts import RenderedPrompt, format_sources, render
+from generation.prompting import draft_prompt, prompt_ids, task_prompt
+from prompts import RenderedPrompt
 
 TASK_OPTIONS = {
     "headline": DecodeOptions(max_new_tokens=24),
@@ -312,12 +312,8 @@ class NewsWriter:
         n_headlines: int = 3,
     ) -> DraftResult:
         leads = [(s.id, s.title + "\n" + " ".join(sentences(s.body)[:3])) for s in sources]
-        prompt = render(
-            "draft",
-            audience=audience or "a general audience",
-            brief=brief,
-            sources=format_sources(leads),
-        )
+        tokenizer = self.models.get(MODEL_FOR_TASK["draft"]).tokenizer
+        prompt = draft_prompt(tokenizer, brief, audience or "a general audience", leads)
         # The brief is the writer's own material: it may supply facts too.
         facts = SourceFacts([brief, *(s.text for s in sources)])
         fallback = " ".join(_as_sentence(lead_sentence(s.body or s.title)) for s in sources[:3])

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from generation.prompting import MAX_DRAFT_PROMPT_TOKENS
 from generation.writer import (
     NewsWriter,
     Reader,
@@ -97,6 +98,19 @@ def test_a_rejected_draft_becomes_the_sources_leads_as_sentences(scripted) -> No
         "Base rail fares would rise 10 cents at peak times. "
         "British Airways blamed high fuel prices."
     )
+
+
+def test_draft_prompts_stay_bounded_however_long_the_sources(scripted) -> None:  # type: ignore[no-untyped-def]
+    # ~19 KB without a sentence end is one "sentence": its "first 3 sentences" are all of it.
+    unpunctuated = "the city council met again and agreed to fund new buses " * 340
+    models, backend = scripted(["Time Warner profits jumped 76%."])
+    sources = [SourceArticle(f"s{i}", f"{TITLE} {i}", unpunctuated) for i in range(8)]
+    result = NewsWriter(models).draft("buses " * 660, "investors " * 20, sources)
+    assert result.source_ids == [s.id for s in sources]
+    assert backend.prompts and max(map(len, backend.prompts)) <= MAX_DRAFT_PROMPT_TOKENS
+    # Every source still gets its say: its title and the start of its text.
+    first = models.get("base").tokenizer.decode(backend.prompts[0])
+    assert all(f"{TITLE} {i}\nthe city council" in first for i in range(8))
 
 
 def test_output_cleanup_removes_echoed_markup_and_labels() -> None:
