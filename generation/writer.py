@@ -19,7 +19,7 @@ import numpy as np
 from generation.backends import DecodeOptions, LMBackend
 from generation.guard import GroundingReport, SourceFacts, sentences
 from generation.lm import model_fingerprint
-from generation.prompting import draft_prompt, prompt_ids, task_prompt
+from generation.prompting import draft_prompt, prompt_ids, strip_special_tokens, task_prompt
 from prompts import RenderedPrompt
 
 TASK_OPTIONS = {
@@ -221,13 +221,15 @@ class NewsWriter:
             pieces.append(piece)
             if on_token is not None:
                 on_token(piece)
-        text = CLEAN[task]("".join(pieces))
+        tokenizer = backend.tokenizer
+        # Special tokens' text is dropped before clean-up, which then sees where sentences end.
+        text = CLEAN[task](strip_special_tokens(tokenizer, "".join(pieces)))
         report = facts.check(text) if text else GroundingReport(0, ["(empty output)"])
         if report.grounded:
             return Generated(text, True, None, prompt.template_id, version)
         # One retry, with what the guard rejected suppressed.
         retry = replace(options, suppress=tuple(u for u in report.unsupported if u[0] != "("))
-        second = CLEAN[task](backend.generate(ids, retry))
+        second = CLEAN[task](strip_special_tokens(tokenizer, backend.generate(ids, retry)))
         second_report = facts.check(second) if second else GroundingReport(0, ["(empty output)"])
         if second_report.grounded:
             return Generated(second, True, None, prompt.template_id, version, attempts=2)
@@ -242,6 +244,12 @@ class NewsWriter:
         )
 
     # --- tasks ----------------------------------------------------------------------------------
+    def _untrusted(self, task: str, *texts: str) -> list[str]:
+        """Source texts without special tokens: they reach the prompt, the guard's facts and the
+        extracts, and none of those may carry one."""
+        tokenizer = self.models.get(MODEL_FOR_TASK[task]).tokenizer
+        return [strip_special_tokens(tokenizer, text) for text in texts]
+
     def _prompt(self, task: str, text: str, reader: Reader | None) -> RenderedPrompt:
         """The task's template, or its personalized twin with the reader's interests."""
         tokenizer = self.models.get(MODEL_FOR_TASK[task]).tokenizer
@@ -251,6 +259,7 @@ class NewsWriter:
         return task_prompt(tokenizer, f"personalized_{task}", text, interests=interests)
 
     def summary(self, title: str, body: str, reader: Reader | None = None) -> Generated:
+        title, body = self._untrusted("summary", title, body)
         text, extract = self.focus(body, reader)
         prompt = self._prompt("summary", text, reader)
         facts = SourceFacts([title, body])
@@ -260,6 +269,7 @@ class NewsWriter:
         self, title: str, body: str, n: int = 1, reader: Reader | None = None
     ) -> list[Generated]:
         """n distinct grounded headlines: greedy first, then samples; extracts fill any gap."""
+        title, body = self._untrusted("headline", title, body)
         text, extract = self.focus(body, reader)
         backend = self.models.get("headline")
         prompt = self._prompt("headline", text, reader)
@@ -273,7 +283,9 @@ class NewsWriter:
             if len(results) >= n:
                 break
             sampled = replace(options, temperature=0.9, top_p=0.95, seed=seed)
-            candidate = clean_headline(backend.generate(ids, sampled))
+            candidate = clean_headline(
+                strip_special_tokens(backend.tokenizer, backend.generate(ids, sampled))
+            )
             if candidate and candidate.lower() not in seen and facts.check(candidate).grounded:
                 seen.add(candidate.lower())
                 results.append(
@@ -311,6 +323,8 @@ class NewsWriter:
         on_token: Callable[[str], None] | None = None,
         n_headlines: int = 3,
     ) -> DraftResult:
+        brief, audience = self._untrusted("draft", brief, audience)
+        sources = [SourceArticle(s.id, *self._untrusted("draft", s.title, s.body)) for s in sources]
         leads = [(s.id, s.title + "\n" + " ".join(sentences(s.body)[:3])) for s in sources]
         tokenizer = self.models.get(MODEL_FOR_TASK["draft"]).tokenizer
         prompt = draft_prompt(tokenizer, brief, audience or "a general audience", leads)
