@@ -123,7 +123,8 @@ def _replay(service: NewsroomService, data: Path) -> None:
     for folder, reader in sources:
         if not (data / folder).is_dir():
             continue
-        drafts = [d for d in reader(data / folder) if service.catalog.key_of(d.article_id)]
+        events = reader(data / folder, service.storage.pseudonym)
+        drafts = [d for d in events if service.catalog.key_of(d.article_id)]
         clicks.update(d.user_id for d in drafts if d.type == "click")
         accepted = duplicates = 0
         with tqdm(total=len(drafts), desc=f"replay {folder}", unit="ev") as bar:

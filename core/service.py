@@ -376,7 +376,8 @@ class NewsroomService:
         return self.recommender
 
     def record_events(self, drafts: list[EventDraft]) -> EventReport:
-        """Store events (idempotent by event_id) and update profiles in the same transaction."""
+        """Store events (idempotent by the reader's event_id) and update profiles in the same
+        transaction."""
         recommender = self._require_recommender()
         if len(drafts) > self.max_bulk_events:
             raise LimitExceeded(
@@ -416,11 +417,13 @@ class NewsroomService:
                 )
             )
         with self._write_lock:
-            known = self.storage.known_event_ids([e.event_id for e in events])
-            fresh: dict[str, Event] = {}
+            # An event id is the reader's own: unique per (reader, id), not across readers.
+            known = self.storage.known_events([(e.user_id, e.event_id) for e in events])
+            fresh: dict[tuple[str, str], Event] = {}
             for event in events:
-                if event.event_id not in known:
-                    fresh.setdefault(event.event_id, event)
+                key = (event.user_id, event.event_id)
+                if key not in known:
+                    fresh.setdefault(key, event)
             new = list(fresh.values())
             profiles = recommender.apply_events(new)
             try:

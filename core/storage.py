@@ -21,11 +21,13 @@ from sqlalchemy import (
     LargeBinary,
     String,
     Text,
+    UniqueConstraint,
     bindparam,
     create_engine,
     delete,
     event,
     func,
+    inspect,
     select,
     update,
 )
@@ -64,11 +66,18 @@ class ArticleRow(Base):
     embedding_model: Mapped[str] = mapped_column(String(256))
 
 
+EVENT_ID_UNIQUE = "uq_events_user_event"
+
+
 class EventRow(Base):
     __tablename__ = "events"
+    # A client's event id is unique per reader only: one reader's id must not drop another's.
+    __table_args__ = (UniqueConstraint("user_id", "event_id", name=EVENT_ID_UNIQUE),)
 
     seq: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    event_id: Mapped[str] = mapped_column(String(64), unique=True)
+    # Not the client's id but its keyed digest (`Storage.event_digest`): a client id can name
+    # the reader (replayed ids once held the raw reader id beside its pseudonym).
+    event_id: Mapped[str] = mapped_column(String(64))
     user_id: Mapped[str] = mapped_column(String(128), index=True)
     article_key: Mapped[int] = mapped_column(Integer, index=True)
     type: Mapped[str] = mapped_column(String(16))
@@ -164,6 +173,28 @@ PROFILE_BY_USER = select(ProfileRow.vector, ProfileRow.state).where(
 )
 
 
+class IncompatibleDatabase(RuntimeError):
+    """The database was created by an older Newsroom with a layout this one cannot use."""
+
+
+def check_layout(engine: Engine) -> None:
+    """Fail at start, saying what to do, on a database whose tables `create_all` would leave
+    as they are but this code cannot work with."""
+    inspector = inspect(engine)
+    if not inspector.has_table(EventRow.__tablename__):
+        return  # a new database: create_all makes the current layout
+    unique = [c["column_names"] for c in inspector.get_unique_constraints("events")]
+    unique += [i["column_names"] for i in inspector.get_indexes("events") if i.get("unique")]
+    if ["user_id", "event_id"] not in unique:
+        raise IncompatibleDatabase(
+            f"the database {engine.url.render_as_string(hide_password=True)} was created by an "
+            "older Newsroom: its events keep client event ids in clear, unique across all "
+            "readers. Re-create the data dir (remove the database, e.g. var/newsroom.db*, or "
+            "point NEWSROOM_DATABASE_URL at an empty database), then ingest and replay again "
+            "(`make demo` does both)."
+        )
+
+
 class Storage:
     """Articles (and, with later stages, events) behind a small typed interface."""
 
@@ -173,6 +204,7 @@ class Storage:
         self._user_id_key = user_id_key
         self.url = url
         self.engine = make_engine(url)
+        check_layout(self.engine)
         Base.metadata.create_all(self.engine)
 
     def close(self) -> None:
@@ -183,6 +215,14 @@ class Storage:
             return user_id
         digest = hmac.new(self._user_id_key, user_id.encode(), hashlib.sha256).hexdigest()
         return "p_" + digest[:40]
+
+    def event_digest(self, pseudonym: str, event_id: str) -> str:
+        """What is stored for a client's event id: HMAC(key, pseudonym NUL id), 128 bits in hex.
+        Keyed by the reader too, so equal ids of two readers differ, and the id itself (which
+        may name the reader) is never stored."""
+        message = f"{pseudonym}\x00{event_id}".encode()
+        digest = hmac.new(self._user_id_key or b"", message, hashlib.sha256).hexdigest()
+        return "e_" + digest[:32]
 
     # --- articles -------------------------------------------------------------------------
     def existing(self, article_ids: Sequence[str]) -> dict[str, StoredState]:
@@ -323,29 +363,34 @@ class Storage:
                 yield int(key), aid, title, category, as_utc(published)
 
     # --- events and profiles --------------------------------------------------------------
-    def known_event_ids(self, event_ids: Sequence[str]) -> set[str]:
-        found: set[str] = set()
+    def known_events(self, keys: Sequence[tuple[str, str]]) -> set[tuple[str, str]]:
+        """The (user id, client event id) pairs among `keys` that are already stored."""
+        stored_as: dict[tuple[str, str], tuple[str, str]] = {}
+        for user_id, event_id in keys:
+            pseudonym = self.pseudonym(user_id)
+            stored_as[(pseudonym, self.event_digest(pseudonym, event_id))] = (user_id, event_id)
+        found: set[tuple[str, str]] = set()
         with self.engine.connect() as conn:
-            for chunk in _chunks(list(event_ids)):
-                found.update(
-                    conn.execute(
-                        select(EventRow.event_id).where(EventRow.event_id.in_(chunk))
-                    ).scalars()
+            for chunk in _chunks(sorted({digest for _, digest in stored_as})):
+                rows = conn.execute(
+                    select(EventRow.user_id, EventRow.event_id).where(EventRow.event_id.in_(chunk))
                 )
+                found.update(stored_as[row] for row in map(tuple, rows) if row in stored_as)
         return found
 
     def record_events(self, events: Sequence[Event], profiles: Sequence[tuple[str, bytes, str]]):
         """Insert events and upsert the profiles they changed, in one transaction: a profile
         never reflects an event that is not stored, nor misses one that is."""
         now = utcnow()
+        pseudonyms = {e.user_id: self.pseudonym(e.user_id) for e in events}
         with self.engine.begin() as conn:
             if events:
                 conn.execute(
                     EventRow.__table__.insert(),
                     [
                         {
-                            "event_id": e.event_id,
-                            "user_id": self.pseudonym(e.user_id),
+                            "event_id": self.event_digest(pseudonyms[e.user_id], e.event_id),
+                            "user_id": pseudonyms[e.user_id],
                             "article_key": e.article_key,
                             "type": e.type,
                             "dwell_ms": e.dwell_ms,
@@ -400,7 +445,8 @@ class Storage:
 
     # --- readers: export, deletion, retention ---------------------------------------------
     def user_events(self, user_id: str) -> list[dict]:
-        """Every stored event of the reader, oldest first, with the article's id."""
+        """Every stored event of the reader, oldest first, with the article's id. `event_id`
+        is the stored digest of the client's id (`event_digest`), not the id itself."""
         with self.engine.connect() as conn:
             rows = conn.execute(
                 select(

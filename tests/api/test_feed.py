@@ -90,6 +90,23 @@ def test_events_are_idempotent_and_validated(client, loaded):
     assert future.status_code == 422 and future.json()["error"]["field"] == "ts"
 
 
+def test_an_event_id_is_unique_per_reader_not_across_readers(client, loaded):
+    article = next(iter(loaded))
+    assert _click(client, "u1", article, event_id="e-1") == {"accepted": 1, "duplicates": 0}
+    # Another reader's event with the same id is their own event, in a batch or alone.
+    assert _click(client, "u2", article, event_id="e-1") == {"accepted": 1, "duplicates": 0}
+    batch = {
+        "events": [
+            {"event_id": "e-9", "user_id": u, "article_id": article, "type": "click"}
+            for u in ("u1", "u2", "u3", "u1")
+        ]
+    }
+    assert client.post("/v1/events", json=batch).json() == {"accepted": 3, "duplicates": 1}
+    assert _click(client, "u3", article, event_id="e-1") == {"accepted": 1, "duplicates": 0}
+    assert _click(client, "u2", article, event_id="e-1") == {"accepted": 0, "duplicates": 1}
+    assert client.get("/healthz").json()["events"] == 6
+
+
 def test_feed_contract_exclusions_and_explanations(client, loaded):
     sports = _by_category(loaded, "sports")
     for article in sports[:5]:

@@ -65,6 +65,22 @@ def test_reader_ids_are_pseudonymised_at_rest(setup: tuple) -> None:  # type: ig
         assert READER.encode() not in _database_bytes(data_dir)
 
 
+def test_client_event_ids_are_stored_as_per_reader_digests(setup: tuple) -> None:  # type: ignore[type-arg]
+    client, service, data_dir = setup
+    event_id = "reader-42-at-example-click-1"  # a client id that names its reader
+    event = {"event_id": event_id, "user_id": READER, "article_id": "h3", "type": "click"}
+    assert client.post("/v1/events", json=event).json()["accepted"] == 1
+    with service.storage.engine.connect() as conn:
+        stored = list(conn.execute(select(EventRow.event_id)).scalars())
+    assert len(stored) == 5 and not any(event_id in e or "reader-42" in e for e in stored)
+    if service.storage.engine.dialect.name == "sqlite":
+        assert event_id.encode() not in _database_bytes(data_dir)
+    # Export shows what is stored: the digest, which the same id from the reader matches.
+    exported = client.get(f"/v1/users/{READER}/export").json()["events"][-1]["event_id"]
+    assert exported == service.storage.event_digest(service.storage.pseudonym(READER), event_id)
+    assert client.post("/v1/events", json=event).json() == {"accepted": 0, "duplicates": 1}
+
+
 def test_export_returns_everything_stored_about_the_reader(setup: tuple) -> None:  # type: ignore[type-arg]
     client, _, _ = setup
     body = client.get(f"/v1/users/{READER}/export").json()
