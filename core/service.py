@@ -425,16 +425,12 @@ class NewsroomService:
                 if key not in known:
                     fresh.setdefault(key, event)
             new = list(fresh.values())
+            # New copies of the profiles: the cached ones change only once the events are
+            # stored (if the write fails, the copies are dropped and nothing changed).
             profiles = recommender.apply_events(new)
-            try:
-                self.storage.record_events(
-                    new, [(p.user_id, p.vector_sum.tobytes(), p.state_json()) for p in profiles]
-                )
-            except Exception:
-                # The cached profiles already folded these events in: drop them so they are
-                # reloaded from the database, which did not take the events.
-                recommender.profiles.forget(p.user_id for p in profiles)
-                raise
+            self.storage.record_events(
+                new, [(p.user_id, p.vector_sum.tobytes(), p.state_json()) for p in profiles]
+            )
             interactions = recommender.commit_events(new, profiles)
             if self.feed_workers is not None and new:
                 self.feed_workers.events(interactions, [p.user_id for p in profiles])

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import math
 from collections import OrderedDict
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from itertools import islice
 
@@ -120,6 +120,20 @@ class UserProfile:
             self.history.popitem(last=False)
         if category:
             self.categories[category] = self.categories.get(category, 0.0) + weight
+
+    def copy(self) -> UserProfile:
+        """A profile that changes independently of this one."""
+        return replace(
+            self,
+            vector_sum=self.vector_sum.copy(),
+            history=OrderedDict(
+                (key, HistoryItem(item.key, item.weight, item.ts))
+                for key, item in self.history.items()
+            ),
+            read=self.read.copy(),
+            dismissed=self.dismissed.copy(),
+            categories=dict(self.categories),
+        )
 
     # --- read -------------------------------------------------------------------------------
     @property

@@ -94,7 +94,13 @@ class Feed:
 
 
 class ProfileStore:
-    """Profiles by user: an LRU in memory over the `profiles` table."""
+    """Profiles by user: an LRU in memory over the `profiles` table.
+
+    A cached profile is never changed in place: event writes fold events into copies and
+    `commit` swaps them in once stored, so a reader holding one sees a consistent profile.
+    Feeds load profiles outside the write lock; such a load may predate a commit that happened
+    while it ran, so it is cached only if nothing is cached for that user yet and no commit or
+    forget happened meanwhile (it is still returned: a feed's snapshot)."""
 
     def __init__(self, storage: Storage, dim: int, capacity: int = 100_000) -> None:
         self.storage = storage
@@ -102,6 +108,7 @@ class ProfileStore:
         self.capacity = capacity
         self._cache: OrderedDict[str, UserProfile] = OrderedDict()
         self._lock = threading.Lock()
+        self._changes = 0  # commits and forgets so far: tells a load whether it may be stale
 
     def get(self, user_id: str) -> UserProfile | None:
         with self._lock:
@@ -109,25 +116,36 @@ class ProfileStore:
             if profile is not None:
                 self._cache.move_to_end(user_id)
                 return profile
+            changes = self._changes
         stored = self.storage.load_profile(user_id)
         if stored is None:
             return None
-        profile = UserProfile.from_state(user_id, *stored)
-        self.remember(profile)
-        return profile
-
-    def get_or_create(self, user_id: str) -> UserProfile:
-        return self.get(user_id) or UserProfile(user_id, self.dim)
-
-    def remember(self, profile: UserProfile) -> None:
+        loaded = UserProfile.from_state(user_id, *stored)
         with self._lock:
-            self._cache[profile.user_id] = profile
-            self._cache.move_to_end(profile.user_id)
-            while len(self._cache) > self.capacity:
-                self._cache.popitem(last=False)
+            cached = self._cache.get(user_id)
+            if cached is not None:  # cached meanwhile, by a commit or another load: newer
+                self._cache.move_to_end(user_id)
+                return cached
+            if changes == self._changes:
+                self._insert(loaded)
+        return loaded
+
+    def commit(self, profiles: Iterable[UserProfile]) -> None:
+        """Make profiles whose events are stored the cached ones (they are the newest)."""
+        with self._lock:
+            self._changes += 1
+            for profile in profiles:
+                self._insert(profile)
+
+    def _insert(self, profile: UserProfile) -> None:
+        self._cache[profile.user_id] = profile
+        self._cache.move_to_end(profile.user_id)
+        while len(self._cache) > self.capacity:
+            self._cache.popitem(last=False)
 
     def forget(self, user_ids: Iterable[str]) -> None:
         with self._lock:
+            self._changes += 1
             for user in user_ids:
                 self._cache.pop(user, None)
 
@@ -200,12 +218,18 @@ class Recommender:
 
     # --- events -----------------------------------------------------------------------------
     def apply_events(self, events: Sequence[Event]) -> list[UserProfile]:
-        """Fold events into (cached) profiles; returns the profiles touched, to be persisted
-        together with the events. Live counters are updated by `commit_events`."""
+        """Fold events into copies of the cached profiles; returns the profiles touched, to be
+        persisted together with the events and then passed to `commit_events`, which caches
+        them and updates the live counters. Call under the service's write lock."""
         touched: dict[str, UserProfile] = {}
         for event in sorted(events, key=lambda e: e.ts):
-            profile = touched.get(event.user_id) or self.profiles.get_or_create(event.user_id)
-            touched[event.user_id] = profile
+            profile = touched.get(event.user_id)
+            if profile is None:
+                # Copy-on-write: the cached profile stays as it is until `commit_events`, so
+                # feeds never see half-applied events and a failed write leaves nothing behind.
+                cached = self.profiles.get(event.user_id)
+                profile = cached.copy() if cached else UserProfile(event.user_id, self.profiles.dim)
+                touched[event.user_id] = profile
             entry = self.catalog.get(event.article_key)
             vector = (
                 self.index.vector(event.article_key) if event.article_key in self.index else None
@@ -225,8 +249,7 @@ class Recommender:
         self, events: Sequence[Event], profiles: Sequence[UserProfile]
     ) -> list[tuple[str, int, str]]:
         """Make stored events live; returns the interactions applied to the counts."""
-        for profile in profiles:
-            self.profiles.remember(profile)
+        self.profiles.commit(profiles)
         # Keyed like the stored events the counts are rebuilt from at start: by pseudonym.
         pseudonym = self.profiles.storage.pseudonym
         interactions = [(pseudonym(e.user_id), e.article_key, e.type) for e in events]

@@ -1,12 +1,18 @@
 """Diversification: the eager MMR pass (a full category leaves the pool at once) picks exactly
-what the item-by-item pass picks. Serving's array-backed popularity counts equal the Counters."""
+what the item-by-item pass picks. Serving's array-backed popularity counts equal the Counters.
+Profiles: a load racing an event write never loses an event; writes are copy-on-write."""
 
 from __future__ import annotations
+
+import threading
 
 import numpy as np
 import pytest
 
+from core.domain import EventDraft
+from core.service import NewsroomService
 from ranking.features import KeyedPopularityCounts, PopularityCounts
+from ranking.profile import UserProfile
 from ranking.recommend import mmr_order
 
 
@@ -60,3 +66,71 @@ def test_keyed_popularity_counts_equal_the_counter_ones() -> None:
     assert np.array_equal(keyed.raw_shown(asked), plain.raw_shown(asked))
     assert keyed.raw(asked).dtype == np.float32
     assert keyed.max == plain.max and keyed.top(50) == plain.top(50)
+
+
+def _click(article_id: str, event_id: str) -> EventDraft:
+    return EventDraft("u1", article_id, "click", event_id=event_id)
+
+
+def test_a_profile_loaded_during_an_event_write_never_replaces_the_newer_one(
+    service: NewsroomService, headline_drafts: list, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    service.ingest(headline_drafts)
+    service.record_events([_click("h1", "e1")])
+    assert service.recommender is not None
+    profiles = service.recommender.profiles
+    profiles.forget(["u1"])  # as after a restart: the next read loads the stored profile
+    load = service.storage.load_profile
+    loaded, resume = threading.Event(), threading.Event()
+
+    def load_then_pause(user_id: str) -> tuple[bytes, str] | None:
+        stored = load(user_id)
+        if threading.current_thread() is feed:  # the feed holds the 1-event profile ...
+            loaded.set()
+            assert resume.wait(10)
+        return stored
+
+    monkeypatch.setattr(service.storage, "load_profile", load_then_pause)
+    feed = threading.Thread(target=profiles.get, args=("u1",))
+    feed.start()
+    assert loaded.wait(10)
+    service.record_events([_click("h2", "e2")])  # ... while a click is stored and committed
+    resume.set()
+    feed.join(10)
+    service.record_events([_click("h3", "e3")])
+    assert service.storage.count_events() == 3
+    cached = profiles.get("u1")
+    stored = UserProfile.from_state("u1", *(load("u1") or (b"", "")))
+    assert cached is not None and cached.n_events == stored.n_events == 3
+    assert (
+        set(cached.read)
+        == set(stored.read)
+        == {service.catalog.key_of(a) for a in ["h1", "h2", "h3"]}
+    )
+
+
+def test_events_change_no_cached_profile_before_they_are_stored(
+    service: NewsroomService, headline_drafts: list, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    service.ingest(headline_drafts)
+    service.record_events([_click("h1", "e1")])
+    assert service.recommender is not None
+    profiles = service.recommender.profiles
+    before = profiles.get("u1")
+    assert before is not None
+    vector, read = before.vector_sum.copy(), list(before.read)
+
+    def disk_full(*_args: object) -> None:
+        raise OSError("disk full")
+
+    monkeypatch.setattr(service.storage, "record_events", disk_full)
+    with pytest.raises(OSError):
+        service.record_events([_click("h2", "e2")])
+    # Nothing the failed write touched is visible, and the cached profile is still the one.
+    assert before.n_events == 1 and list(before.read) == read
+    assert np.array_equal(before.vector_sum, vector) and profiles.get("u1") is before
+    monkeypatch.undo()
+    service.record_events([_click("h2", "e2")])
+    after = profiles.get("u1")
+    assert after is not None and after is not before
+    assert after.n_events == 2 and before.n_events == 1  # a feed holding `before` kept it whole
