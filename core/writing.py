@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from core.domain import Article, clean_text
-from core.errors import InvalidInput, LimitExceeded, NotFound
+from core.errors import GenerationCancelled, InvalidInput, LimitExceeded, NotFound
 from core.settings import Settings
 from core.storage import Storage
 from generation.cache import GenerationCache, cache_key
@@ -232,13 +232,11 @@ class WritingService:
         return generated, cached
 
     # --- headlines ----------------------------------------------------------------------------
-    def headlines(self, article_id: str, user_id: str | None, n: int) -> dict[str, Any]:
+    def _headlines_key(self, article: Article, reader: Reader | None, n: int) -> str:
         if not 1 <= n <= MAX_HEADLINES:
             raise InvalidInput(f"n must be between 1 and {MAX_HEADLINES}", field="n")
-        article = self.deps.storage.get_article(article_id)
-        reader = self.reader_for(user_id)
         template = "personalized_headline" if reader else "headline"
-        key = cache_key(
+        return cache_key(
             "headlines",
             article.id,
             article.content_hash,
@@ -247,6 +245,21 @@ class WritingService:
             get_template(template).id,
             self.writer.models.version_of("headline"),
         )
+
+    def cached_headlines(
+        self, article_id: str, user_id: str | None, n: int
+    ) -> dict[str, Any] | None:
+        """The fast path of `headlines`, run on the event loop: no model work, no pool, so a
+        cached set is answered even while the generation queue is full."""
+        article = self.deps.storage.get_article(article_id)
+        hit = self.cache.get(self._headlines_key(article, self.reader_for(user_id), n))
+        return {**hit, "cached": True} if hit else None
+
+    def headlines(self, article_id: str, user_id: str | None, n: int) -> dict[str, Any]:
+        article = self.deps.storage.get_article(article_id)
+        reader = self.reader_for(user_id)
+        template = "personalized_headline" if reader else "headline"
+        key = self._headlines_key(article, reader, n)
         hit = self.cache.get(key)
         if hit:
             return {**hit, "cached": True}
@@ -280,11 +293,16 @@ class WritingService:
         audience: str | None,
         related_k: int,
         on_token: Callable[[str], None] | None = None,
+        cancel: threading.Event | None = None,
     ) -> dict[str, Any]:
+        """`cancel` set (the client went away) stops the job with `GenerationCancelled`, before
+        it starts if it was still queued."""
+        if cancel is not None and cancel.is_set():
+            raise GenerationCancelled("the client went away before its draft started")
         brief = self.check_draft_request(brief, related_k)
         related = self.deps.related_to_text(brief, related_k) if related_k else []
         sources = [SourceArticle(a.id, a.title, a.body) for a in related]
-        result = self.writer.draft(brief, audience or "", sources, on_token=on_token)
+        result = self.writer.draft(brief, audience or "", sources, on_token=on_token, cancel=cancel)
         return {
             "audience": audience or "",
             "draft": result.draft.as_dict(),

@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from core.errors import GenerationCancelled
 from generation.backends import DecodeOptions, LMBackend
 from generation.guard import GroundingReport, SourceFacts, sentences
 from generation.lm import model_fingerprint
@@ -131,6 +132,36 @@ class ModelSet:
         return {role: self.version_of(role) for role in self._loaded}
 
 
+def decode(
+    backend: LMBackend,
+    ids: list[int],
+    options: DecodeOptions,
+    cancel: threading.Event | None = None,
+    on_token: Callable[[str], None] | None = None,
+) -> str:
+    """The completion as `backend.stream` yields it, checking `cancel` before the first token
+    and after each: once set, the stream is closed (which stops the backend's decoding) and
+    `GenerationCancelled` raised."""
+    if cancel is not None and cancel.is_set():  # queued for a client that has gone
+        raise GenerationCancelled("the client went away: generation not started")
+    pieces: list[str] = []
+    stream = backend.stream(ids, options)
+    try:
+        for piece in stream:
+            if cancel is not None and cancel.is_set():
+                break
+            pieces.append(piece)
+            if on_token is not None:
+                on_token(piece)
+    finally:
+        close = getattr(stream, "close", None)
+        if close is not None:
+            close()
+    if cancel is not None and cancel.is_set():
+        raise GenerationCancelled("the client went away: generation stopped")
+    return "".join(pieces)
+
+
 # --- output clean-up -----------------------------------------------------------------------------
 # Echoed prompt tags and invented markup ("<news_preview>") are never part of a headline.
 _TAG = re.compile(r"</?\s*[A-Za-z_][\w\-]{0,30}[^<>]{0,40}>")
@@ -212,24 +243,21 @@ class NewsWriter:
         fallback: str,
         options: DecodeOptions,
         on_token: Callable[[str], None] | None = None,
+        cancel: threading.Event | None = None,
     ) -> Generated:
         backend = self.models.get(MODEL_FOR_TASK[task])
         version = self.models.version_of(MODEL_FOR_TASK[task])
         ids = prompt_ids(backend.tokenizer, prompt)
-        pieces: list[str] = []
-        for piece in backend.stream(ids, options):
-            pieces.append(piece)
-            if on_token is not None:
-                on_token(piece)
         tokenizer = backend.tokenizer
+        raw = decode(backend, ids, options, cancel, on_token)
         # Special tokens' text is dropped before clean-up, which then sees where sentences end.
-        text = CLEAN[task](strip_special_tokens(tokenizer, "".join(pieces)))
+        text = CLEAN[task](strip_special_tokens(tokenizer, raw))
         report = facts.check(text) if text else GroundingReport(0, ["(empty output)"])
         if report.grounded:
             return Generated(text, True, None, prompt.template_id, version)
         # One retry, with what the guard rejected suppressed.
         retry = replace(options, suppress=tuple(u for u in report.unsupported if u[0] != "("))
-        second = CLEAN[task](strip_special_tokens(tokenizer, backend.generate(ids, retry)))
+        second = CLEAN[task](strip_special_tokens(tokenizer, decode(backend, ids, retry, cancel)))
         second_report = facts.check(second) if second else GroundingReport(0, ["(empty output)"])
         if second_report.grounded:
             return Generated(second, True, None, prompt.template_id, version, attempts=2)
@@ -266,7 +294,12 @@ class NewsWriter:
         return self._guarded("summary", prompt, facts, extract, self.options["summary"])
 
     def headlines(
-        self, title: str, body: str, n: int = 1, reader: Reader | None = None
+        self,
+        title: str,
+        body: str,
+        n: int = 1,
+        reader: Reader | None = None,
+        cancel: threading.Event | None = None,
     ) -> list[Generated]:
         """n distinct grounded headlines: greedy first, then samples; extracts fill any gap."""
         title, body = self._untrusted("headline", title, body)
@@ -275,7 +308,9 @@ class NewsWriter:
         prompt = self._prompt("headline", text, reader)
         facts = SourceFacts([title, body])
         options = self.options["headline"]
-        first = self._guarded("headline", prompt, facts, lead_headline(extract), options)
+        first = self._guarded(
+            "headline", prompt, facts, lead_headline(extract), options, cancel=cancel
+        )
         results = [first]
         seen = {first.text.lower()}
         ids = prompt_ids(backend.tokenizer, prompt)
@@ -284,7 +319,7 @@ class NewsWriter:
                 break
             sampled = replace(options, temperature=0.9, top_p=0.95, seed=seed)
             candidate = clean_headline(
-                strip_special_tokens(backend.tokenizer, backend.generate(ids, sampled))
+                strip_special_tokens(backend.tokenizer, decode(backend, ids, sampled, cancel))
             )
             if candidate and candidate.lower() not in seen and facts.check(candidate).grounded:
                 seen.add(candidate.lower())
@@ -322,7 +357,10 @@ class NewsWriter:
         sources: list[SourceArticle],
         on_token: Callable[[str], None] | None = None,
         n_headlines: int = 3,
+        cancel: threading.Event | None = None,
     ) -> DraftResult:
+        """The draft (streamed to `on_token`) and its headlines. Setting `cancel` stops the work
+        at the next token with `GenerationCancelled`: nobody is waiting for it any more."""
         brief, audience = self._untrusted("draft", brief, audience)
         sources = [SourceArticle(s.id, *self._untrusted("draft", s.title, s.body)) for s in sources]
         leads = [(s.id, s.title + "\n" + " ".join(sentences(s.body)[:3])) for s in sources]
@@ -332,8 +370,10 @@ class NewsWriter:
         facts = SourceFacts([brief, *(s.text for s in sources)])
         fallback = " ".join(_as_sentence(lead_sentence(s.body or s.title)) for s in sources[:3])
         fallback = fallback or brief
-        draft = self._guarded("draft", prompt, facts, fallback, self.options["draft"], on_token)
+        options = self.options["draft"]
+        draft = self._guarded("draft", prompt, facts, fallback, options, on_token, cancel)
         # Headlines for the draft stand on the draft and the sources it was grounded on.
         body = "\n".join([draft.text, *(s.body for s in sources[:1])])
-        headlines = self.headlines(sources[0].title if sources else "", body, n=n_headlines)
+        title = sources[0].title if sources else ""
+        headlines = self.headlines(title, body, n=n_headlines, cancel=cancel)
         return DraftResult(headlines, draft, [s.id for s in sources])

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator
+import threading
+from collections.abc import AsyncIterator, Callable
 from concurrent.futures import Future
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Request
 from fastapi.responses import StreamingResponse
+from starlette.types import Receive, Scope, Send
 
 from api.auth import allow
 from api.deps import ServiceDep, cached_or_generated, run_generation
@@ -33,6 +35,8 @@ ERRORS = {
     422: {"model": ErrorOut},
     503: {"model": ErrorOut, "description": "Model not ready, or queue full (see Retry-After)."},
 }
+# How often a silent stream checks that its client is still there (seconds).
+DISCONNECT_POLL_S = 0.5
 UserId = Annotated[str, Path(pattern=USER_ID_PATTERN, description="The reader's id.")]
 ArticleId = Annotated[str, Path(max_length=128, description="The article's id.")]
 Segment = Annotated[
@@ -91,9 +95,13 @@ async def segment_summary(
 async def headlines(
     request: Request, article_id: ArticleId, payload: HeadlinesIn, service: ServiceDep
 ) -> dict[str, Any]:
-    """`n` distinct grounded headline variants, personalized when `user_id` is given."""
+    """`n` distinct grounded headline variants, personalized when `user_id` is given; cached
+    per (article, segment, n, template, model)."""
     writing = service.require_writing()
-    return await run_generation(request, writing.headlines, article_id, payload.user_id, payload.n)
+    cached = writing.cached_headlines(article_id, payload.user_id, payload.n)
+    return await cached_or_generated(
+        request, cached, writing.headlines, article_id, payload.user_id, payload.n
+    )
 
 
 def _sse(event: str, data: Any) -> str:
@@ -125,20 +133,34 @@ async def draft(request: Request, payload: DraftIn, service: ServiceDep) -> Any:
 
     loop = asyncio.get_running_loop()
     queue: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
+    cancel = threading.Event()  # set when the client goes: the job stops at its next token
 
     def on_token(piece: str) -> None:
         loop.call_soon_threadsafe(queue.put_nowait, ("token", piece))
 
-    future = writing.submit(writing.draft, brief, audience, payload.related_k, on_token)
+    future = writing.submit(writing.draft, brief, audience, payload.related_k, on_token, cancel)
 
     def finished(done: Future[Any]) -> None:
         loop.call_soon_threadsafe(queue.put_nowait, ("end", done))
 
     future.add_done_callback(finished)
 
+    def stop() -> None:
+        # The stream ended, or the client went away: a queued job never starts (its pool slot
+        # is freed at once), a running one stops at its next token and frees its slot.
+        cancel.set()
+        future.cancel()
+
     async def events() -> AsyncIterator[str]:
         while True:
-            kind, value = await queue.get()
+            try:
+                kind, value = await asyncio.wait_for(queue.get(), DISCONNECT_POLL_S)
+            except TimeoutError:
+                # Nothing to send (queued, or between tokens): a server that reports a
+                # disconnect only on a failed send would never tell us, so ask.
+                if await request.is_disconnected():
+                    return
+                continue
             if kind == "token":
                 yield _sse("token", {"text": value})
                 continue
@@ -149,6 +171,21 @@ async def draft(request: Request, payload: DraftIn, service: ServiceDep) -> Any:
                 yield _sse("done", DraftOut.model_validate(value.result()).model_dump())
             return
 
-    return StreamingResponse(
-        events(), media_type="text/event-stream", headers={"Cache-Control": "no-cache"}
-    )
+    return _Stream(events(), stop)
+
+
+class _Stream(StreamingResponse):
+    """A server-sent event stream that calls `on_close` however it ends: finished, failed, or
+    cancelled because the client disconnected (possibly before the first event was read)."""
+
+    def __init__(self, content: AsyncIterator[str], on_close: Callable[[], None]) -> None:
+        super().__init__(
+            content, media_type="text/event-stream", headers={"Cache-Control": "no-cache"}
+        )
+        self.on_close = on_close
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            self.on_close()

@@ -1,7 +1,11 @@
 from __future__ import annotations
 
-import numpy as np
+import threading
 
+import numpy as np
+import pytest
+
+from core.errors import GenerationCancelled
 from generation.prompting import MAX_DRAFT_PROMPT_TOKENS
 from generation.writer import (
     NewsWriter,
@@ -131,6 +135,26 @@ def test_outputs_and_extracts_never_carry_special_tokens(scripted) -> None:  # t
     texts += [h.text for h in draft.headlines]
     assert extract.fallback_reason and draft.draft.fallback_reason
     assert all(t and "<|im_" not in t for t in texts), texts
+
+
+def test_a_cancelled_draft_stops_at_the_next_token(scripted) -> None:  # type: ignore[no-untyped-def]
+    long_text = " ".join(f"word{i}" for i in range(200))
+    models, backend = scripted([long_text])
+    cancel = threading.Event()
+    pieces: list[str] = []
+
+    def on_token(piece: str) -> None:
+        pieces.append(piece)
+        if len(pieces) == 3:
+            cancel.set()  # the client went away
+
+    sources = [SourceArticle("a1", TITLE, BODY)]
+    with pytest.raises(GenerationCancelled):
+        NewsWriter(models).draft("Profits", "", sources, on_token, cancel=cancel)
+    assert len(pieces) == 3 and len(backend.calls) == 1  # no retry, no headlines
+    with pytest.raises(GenerationCancelled):  # set before it starts: no model call at all
+        NewsWriter(models).draft("Profits", "", sources, cancel=cancel)
+    assert len(backend.calls) == 1
 
 
 def test_output_cleanup_removes_echoed_markup_and_labels() -> None:
