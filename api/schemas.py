@@ -261,7 +261,10 @@ class FeedOut(BaseModel):
 
 class RankIn(BaseModel):
     user_id: str = Field(pattern=USER_ID_PATTERN)
-    article_ids: list[str] = Field(min_length=1, max_length=1000)
+    # Unknown ids are echoed back (`unknown_ids`): each must be an id that could exist.
+    article_ids: list[Annotated[str, Field(pattern=ARTICLE_ID_PATTERN)]] = Field(
+        min_length=1, max_length=1000
+    )
 
 
 class RankOut(BaseModel):

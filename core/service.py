@@ -316,14 +316,18 @@ class NewsroomService:
 
     # --- readers: export, deletion, retention ---------------------------------------------
     def export_user(self, user_id: str) -> dict:
-        """Everything stored about a reader: events, profile, outputs written for them alone."""
+        """Everything stored about a reader: events, profile, outputs written for them alone;
+        `UnknownUser` (404, like deletion) when nothing is stored."""
         profile = self.recommender.profiles.get(user_id) if self.recommender else None
         generated = []
         if self.writing is not None:
             generated = self.writing.outputs_for_user(user_id)
+        events = self.storage.user_events(user_id)
+        if profile is None and not events and not generated:
+            raise UnknownUser(user_id)
         return {
             "user_id": user_id,
-            "events": self.storage.user_events(user_id),
+            "events": events,
             "profile": None
             if profile is None
             else {

@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING, Annotated
 
 from fastapi import APIRouter, Path, Query, Request, Response
 
-from api.auth import allow
+from api.auth import AuthorizedRoute, allow
 from api.deps import ServiceDep, observe_async, run_cpu
 from api.schemas import (
     USER_ID_PATTERN,
@@ -23,7 +23,7 @@ from api.schemas import (
 if TYPE_CHECKING:
     from ranking.recommend import Feed
 
-router = APIRouter(prefix="/v1", tags=["feed"])
+router = APIRouter(prefix="/v1", tags=["feed"], route_class=AuthorizedRoute)
 ERRORS = {413: {"model": ErrorOut}, 422: {"model": ErrorOut}, 503: {"model": ErrorOut}}
 UserId = Annotated[str, Path(pattern=USER_ID_PATTERN, description="The reader's id.")]
 

@@ -13,7 +13,7 @@ from fastapi import APIRouter, Path, Request
 from fastapi.responses import StreamingResponse
 from starlette.types import Receive, Scope, Send
 
-from api.auth import allow
+from api.auth import AuthorizedRoute, allow
 from api.deps import ServiceDep, cached_or_generated, run_generation
 from api.errors import error_body
 from api.schemas import (
@@ -28,7 +28,7 @@ from api.schemas import (
     SummaryOut,
 )
 
-router = APIRouter(prefix="/v1", tags=["generation"])
+router = APIRouter(prefix="/v1", tags=["generation"], route_class=AuthorizedRoute)
 ERRORS = {
     404: {"model": ErrorOut},
     413: {"model": ErrorOut},

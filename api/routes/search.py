@@ -6,11 +6,11 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query
 
-from api.auth import allow
+from api.auth import AuthorizedRoute, allow
 from api.deps import ServiceDep
 from api.schemas import BoundedDatetime, ErrorOut, SearchOut, SearchResultOut
 
-router = APIRouter(prefix="/v1", tags=["search"])
+router = APIRouter(prefix="/v1", tags=["search"], route_class=AuthorizedRoute)
 
 
 @router.get(

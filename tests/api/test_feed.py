@@ -186,5 +186,10 @@ def test_rank_endpoint_and_bad_requests(client, loaded):
         client.post("/v1/rank", json={"user_id": "x", "article_ids": ["nope"]}).status_code == 422
     )
     assert client.post("/v1/rank", json={"user_id": "x", "article_ids": []}).status_code == 422
+    # No id that could not exist is echoed back as unknown (a 422 does not echo it either).
+    for bad in ("N" * 200, "bad id", "<script>"):
+        answer = client.post("/v1/rank", json={"user_id": "x", "article_ids": [ids[1], bad]})
+        assert answer.status_code == 422 and bad not in answer.text
+        assert answer.json()["error"]["field"] == "article_ids[1]"
     assert client.get("/v1/users/u/feed", params={"k": 0}).status_code == 422
     assert client.get("/v1/users/bad user/feed").status_code == 422

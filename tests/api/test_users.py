@@ -95,6 +95,15 @@ def test_export_returns_everything_stored_about_the_reader(setup: tuple) -> None
     assert len(body["generated"]) == 1 and body["generated"][0]["article_id"] == "h1"
 
 
+def test_export_of_a_reader_with_nothing_stored_is_404(setup: tuple) -> None:  # type: ignore[type-arg]
+    client, _, _ = setup
+    for reader in ("never-seen", "Someone-Else"):  # ids are case-sensitive
+        answer = client.get(f"/v1/users/{reader}/export")
+        assert answer.status_code == 404 and answer.json()["error"]["code"] == "not_found"
+        assert client.delete(f"/v1/users/{reader}").status_code == 404
+    assert client.get("/v1/users/someone-else/export").status_code == 200
+
+
 def test_deletion_leaves_no_row_vector_or_cache_entry(setup: tuple) -> None:  # type: ignore[type-arg]
     client, service, _ = setup
     pseudonym = service.storage.pseudonym(READER)
@@ -110,8 +119,8 @@ def test_deletion_leaves_no_row_vector_or_cache_entry(setup: tuple) -> None:  # 
     assert pseudonym not in service.recommender.state.recent
     assert service.recommender.profiles.get(READER) is None  # no vector left, memory or disk
     assert not any(pseudonym in str(v) for v in service.writing.cache._memory.values())  # type: ignore[union-attr]
-    export = client.get(f"/v1/users/{READER}/export").json()
-    assert export["events"] == [] and export["profile"] is None and export["generated"] == []
+    export = client.get(f"/v1/users/{READER}/export")  # nothing stored: 404, like DELETE
+    assert export.status_code == 404 and export.json()["error"]["code"] == "not_found"
     assert client.get(f"/v1/users/{READER}/feed").json()["cold_start"] is True
     assert client.delete(f"/v1/users/{READER}").status_code == 404
     # The other reader is untouched.
