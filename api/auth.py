@@ -2,10 +2,13 @@
 
 | role   | may |
 |--------|-----|
-| cms    | write articles, read them, search, feed, rank, headline variants |
-| writer | drafts, headline variants, search, read articles |
+| cms    | write articles, read them, search, feed, rank, headline variants (not per reader) |
+| writer | drafts (not per reader), headline variants (not per reader), search, read articles |
 | app    | personalized summaries, events, feed, read articles |
 | admin  | everything, including user deletion and export |
+
+Only the roles in `READER_DATA_ROLES` may name a reader (`user_id`) where a route is open to
+other roles as well (`require_reader_data`).
 
 Keys are kept only as SHA-256 digests and compared in constant time against every known key
 (no early exit), so neither the comparison nor its position leaks a key. Keys never reach a log.
@@ -128,6 +131,26 @@ class RoleCheck:
         if role != "admin" and role not in self.roles:
             raise Forbidden(f"the {role} role may not do this; it needs {' or '.join(self.roles)}")
         request.state.role = role
+
+
+# Roles entitled to reader data: whether a reader exists, their segment, their interests. The
+# app serves readers (it already gets their personalized summaries); admin may do everything.
+READER_DATA_ROLES: tuple[Role, ...] = ("app", "admin")
+
+
+def require_reader_data(request: Request) -> None:
+    """For a request that names a reader (`user_id`) on a route open to other roles too:
+    403 unless the caller's role is entitled to reader data, checked before the reader is
+    looked up, so the answer says nothing about them."""
+    if not request.app.state.keyring.enabled:
+        return
+    role = getattr(request.state, "role", None)
+    if role not in READER_DATA_ROLES:
+        raise Forbidden(
+            f"the {role} role may not name a reader (user_id reveals their interests); only "
+            f"{' or '.join(READER_DATA_ROLES)} may: leave user_id out",
+            field="user_id",
+        )
 
 
 def allow(*roles: Role) -> Any:

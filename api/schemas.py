@@ -304,7 +304,12 @@ class SummaryOut(BaseModel):
 
 
 class HeadlinesIn(BaseModel):
-    user_id: str | None = Field(None, pattern=USER_ID_PATTERN, max_length=128)
+    user_id: str | None = Field(
+        None,
+        pattern=USER_ID_PATTERN,
+        max_length=128,
+        description="Personalize for this reader's segment (needs the app or admin role).",
+    )
     n: int = Field(3, ge=1, le=10, description="Distinct variants wanted.")
 
 
@@ -330,7 +335,8 @@ class DraftIn(BaseModel):
         None,
         pattern=USER_ID_PATTERN,
         max_length=128,
-        description="Write for this reader's interests (their segment's); not with `segment`.",
+        description="Write for this reader's interests (their segment's); not with `segment`. "
+        "Needs the app or admin role.",
     )
     related_k: int = Field(3, ge=0, le=8, description="Related articles to ground it on.")
 

@@ -13,7 +13,7 @@ from fastapi import APIRouter, Path, Request
 from fastapi.responses import StreamingResponse
 from starlette.types import Receive, Scope, Send
 
-from api.auth import AuthorizedRoute, allow
+from api.auth import AuthorizedRoute, allow, require_reader_data
 from api.deps import ServiceDep, cached_or_generated, run_generation
 from api.errors import error_body
 from api.schemas import (
@@ -96,7 +96,9 @@ async def headlines(
     request: Request, article_id: ArticleId, payload: HeadlinesIn, service: ServiceDep
 ) -> dict[str, Any]:
     """`n` distinct grounded headline variants, personalized when `user_id` is given; cached
-    per (article, segment, n, template, model)."""
+    per (article, segment, n, template, model). `user_id` needs the app or admin role."""
+    if payload.user_id is not None:
+        require_reader_data(request)
     writing = service.require_writing()
     cached = writing.cached_headlines(article_id, payload.user_id, payload.n)
     return await cached_or_generated(
@@ -124,7 +126,10 @@ def _sse(event: str, data: Any) -> str:
 async def draft(request: Request, payload: DraftIn, service: ServiceDep) -> Any:
     """A draft grounded on related articles, with headline options and the ids it used.
     Streams tokens as server-sent events when asked to; the `done` event carries the guarded
-    result, which replaces the streamed text if the guard rejected it."""
+    result, which replaces the streamed text if the guard rejected it. `user_id` needs the app
+    or admin role (a `segment` is open to writers)."""
+    if payload.user_id is not None:
+        require_reader_data(request)
     writing = service.require_writing()
     brief = writing.check_draft_request(payload.brief, payload.related_k)
     audience = writing.audience_for(payload.audience, payload.segment, payload.user_id)

@@ -131,6 +131,30 @@ def test_a_request_without_a_key_is_refused_before_its_body_is_read(
     assert sent[0]["status"] == 401 and reads == 0
 
 
+def test_only_roles_entitled_to_reader_data_may_name_a_reader(keyed_client: TestClient) -> None:
+    click = {"user_id": "u1", "article_id": "h1", "type": "click"}
+    app = {"Authorization": f"Bearer {KEYS['app']}"}
+    assert keyed_client.post("/v1/events", json=click, headers=app).status_code == 200
+    # (path, body naming a reader, roles that may call the route but not for a reader)
+    cases = [
+        ("/v1/articles/nope/headlines", {"n": 1}, ("cms", "writer")),
+        ("/v1/drafts", {"brief": " "}, ("writer",)),
+    ]
+    for path, body, roles in cases:
+        for role in roles:
+            headers = {"Authorization": f"Bearer {KEYS[role]}"}
+            # The same answer whether the reader exists or not: nothing about them leaks.
+            for reader in ("u1", "nobody"):
+                answer = keyed_client.post(path, json={**body, "user_id": reader}, headers=headers)
+                assert answer.status_code == 403, (path, role, reader, answer.text)
+                assert answer.json()["error"]["field"] == "user_id"
+            without = keyed_client.post(path, json=body, headers=headers)
+            assert without.status_code in (404, 422), (path, role)  # past the role checks
+        admin = {"Authorization": f"Bearer {KEYS['admin']}"}
+        answer = keyed_client.post(path, json={**body, "user_id": "u1"}, headers=admin)
+        assert answer.status_code in (404, 422), (path, answer.text)
+
+
 def test_the_matrix_covers_every_api_route(keyed_client: TestClient) -> None:
     def template(path: str) -> str:
         return re.sub(r"/(u1|nobody|h1|nope|generic)(?=/|$)", "/{}", path.split("?")[0])
