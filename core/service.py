@@ -361,13 +361,27 @@ class NewsroomService:
         return removed
 
     def purge_expired_events(self, retention_days: float) -> int:
+        """Delete events older than the retention, and what profiles keep of them: history,
+        read and dismissed entries, and their count; a profile left without events goes too.
+        Returns the events deleted."""
         cutoff = utcnow() - timedelta(days=retention_days)
+
+        def revise(
+            pseudonym: str, vector: bytes, state: str, lost: int
+        ) -> tuple[bytes, str] | None:
+            profile = UserProfile.from_state(pseudonym, vector, state)
+            profile.forget_before(cutoff.timestamp(), lost)
+            return (vector, profile.state_json()) if profile.n_events else None
+
         with self._write_lock:
-            removed = self.storage.delete_events_before(cutoff)
+            removed = self.storage.delete_events_before(cutoff, revise)
             if removed and self.recommender is not None:
+                # Cached profiles are keyed by reader id, the stored ones by pseudonym: forget
+                # them all (they reload from the database as feeds ask for them).
+                self.recommender.profiles.clear()
                 self.recommender.reset_interactions()
                 if self.feed_workers is not None:
-                    self.feed_workers.reset_interactions([])
+                    self.feed_workers.reset_interactions(None)
         return removed
 
     # --- events, feed, rank -----------------------------------------------------------------

@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import logging
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -144,6 +144,10 @@ def _row_to_article(row: ArticleRow) -> Article:
 def _chunks(items: Sequence, size: int = _IN_CHUNK) -> Iterator[Sequence]:
     for start in range(0, len(items), size):
         yield items[start : start + size]
+
+
+# (pseudonym, vector bytes, state json, events lost) -> new (vector, state), or None: delete
+ProfileReviser = Callable[[str, bytes, str, int], tuple[bytes, str] | None]
 
 
 def make_engine(url: str) -> Engine:
@@ -477,9 +481,34 @@ class Storage:
             "generated": int(generated.rowcount or 0),
         }
 
-    def delete_events_before(self, cutoff: datetime) -> int:
+    def delete_events_before(self, cutoff: datetime, revise: ProfileReviser) -> int:
+        """Delete events older than `cutoff` and, in the same transaction, rewrite the profile
+        of every reader who lost some: `revise(pseudonym, vector, state, events_lost)` returns
+        the profile's new (vector, state), or None to delete it. Returns the events deleted."""
+        now = utcnow()
         with self.engine.begin() as conn:
+            lost = dict(
+                conn.execute(
+                    select(EventRow.user_id, func.count())
+                    .where(EventRow.ts < cutoff)
+                    .group_by(EventRow.user_id)
+                ).all()
+            )
             result = conn.execute(delete(EventRow).where(EventRow.ts < cutoff))
+            for chunk in _chunks(sorted(lost)):
+                rows = conn.execute(
+                    select(ProfileRow.user_id, ProfileRow.vector, ProfileRow.state).where(
+                        ProfileRow.user_id.in_(chunk)
+                    )
+                ).all()
+                for user, vector, state in rows:
+                    revised = revise(user, bytes(vector), str(state), int(lost[user]))
+                    where = ProfileRow.user_id == user
+                    if revised is None:
+                        conn.execute(delete(ProfileRow).where(where))
+                    else:
+                        values = {"vector": revised[0], "state": revised[1], "updated_at": now}
+                        conn.execute(update(ProfileRow).where(where).values(**values))
         return int(result.rowcount or 0)
 
     def get_generated(self, cache_key: str) -> str | None:

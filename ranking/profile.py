@@ -64,8 +64,9 @@ class UserProfile:
     last_ts: float = 0.0
     n_events: int = 0
     history: OrderedDict[int, HistoryItem] = field(default_factory=OrderedDict)  # newest last
-    read: OrderedDict[int, None] = field(default_factory=OrderedDict)
-    dismissed: OrderedDict[int, None] = field(default_factory=OrderedDict)
+    # article key -> seconds since epoch of its latest event: retention prunes by it
+    read: OrderedDict[int, float] = field(default_factory=OrderedDict)
+    dismissed: OrderedDict[int, float] = field(default_factory=OrderedDict)
     categories: dict[str, float] = field(default_factory=dict)  # decayed positive weight
 
     def __post_init__(self) -> None:
@@ -103,11 +104,11 @@ class UserProfile:
             self.vector_sum += weight * article_vector.astype(np.float32)
             self.weight_sum += abs(weight)
         if event_type == "dismiss":
-            self.dismissed[article_key] = None
+            self.dismissed[article_key] = max(moment, self.dismissed.get(article_key, moment))
             self.history.pop(article_key, None)
             _trim(self.dismissed, config.max_remembered)
             return
-        self.read[article_key] = None
+        self.read[article_key] = max(moment, self.read.get(article_key, moment))
         self.read.move_to_end(article_key)
         _trim(self.read, config.max_remembered)
         item = self.history.pop(article_key, None)
@@ -120,6 +121,15 @@ class UserProfile:
             self.history.popitem(last=False)
         if category:
             self.categories[category] = self.categories.get(category, 0.0) + weight
+
+    def forget_before(self, cutoff: float, events_removed: int) -> None:
+        """Retention: drop the history, read and dismissed entries whose latest event is older
+        than `cutoff` (seconds since epoch), and count `events_removed` fewer events. The
+        decayed sums (vector, categories) keep their share of those events."""
+        self.history = OrderedDict((k, h) for k, h in self.history.items() if h.ts >= cutoff)
+        self.read = OrderedDict((k, ts) for k, ts in self.read.items() if ts >= cutoff)
+        self.dismissed = OrderedDict((k, ts) for k, ts in self.dismissed.items() if ts >= cutoff)
+        self.n_events = max(0, self.n_events - events_removed)
 
     def copy(self) -> UserProfile:
         """A profile that changes independently of this one."""
@@ -175,8 +185,8 @@ class UserProfile:
                 "last_ts": self.last_ts,
                 "n_events": self.n_events,
                 "history": [[h.key, h.weight, h.ts] for h in self.history.values()],
-                "read": list(self.read),
-                "dismissed": list(self.dismissed),
+                "read": [[key, ts] for key, ts in self.read.items()],
+                "dismissed": [[key, ts] for key, ts in self.dismissed.items()],
                 "categories": self.categories,
             }
         )
@@ -193,10 +203,15 @@ class UserProfile:
             last_ts=data["last_ts"],
             n_events=data["n_events"],
             history=OrderedDict((k, HistoryItem(k, w, t)) for k, w, t in data["history"]),
-            read=OrderedDict.fromkeys(data["read"]),
-            dismissed=OrderedDict.fromkeys(data["dismissed"]),
+            read=_timed(data["read"], data["last_ts"]),
+            dismissed=_timed(data["dismissed"], data["last_ts"]),
             categories=data["categories"],
         )
+
+
+def _timed(items: list, newest: float) -> OrderedDict[int, float]:
+    """[[key, ts], ...]; a bare key (stored before entries had times) counts as newest."""
+    return OrderedDict((i[0], i[1]) if isinstance(i, list) else (i, newest) for i in items)
 
 
 def _trim(items: OrderedDict, limit: int) -> None:

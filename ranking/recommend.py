@@ -149,6 +149,12 @@ class ProfileStore:
             for user in user_ids:
                 self._cache.pop(user, None)
 
+    def clear(self) -> None:
+        """Forget every cached profile (after stored ones changed outside event writes)."""
+        with self._lock:
+            self._changes += 1
+            self._cache.clear()
+
 
 @dataclass
 class InteractionState:

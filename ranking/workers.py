@@ -234,8 +234,11 @@ class _Replica:
             recommender.index.remove(np.array([key], dtype=np.int64))
             recommender.catalog.remove(key)
         elif kind == "reset_interactions":
-            _, user_ids = message
-            recommender.profiles.forget(user_ids)
+            _, user_ids = message  # None: every profile (retention rewrote stored ones)
+            if user_ids is None:
+                recommender.profiles.clear()
+            else:
+                recommender.profiles.forget(user_ids)
             recommender.reset_interactions()
         else:
             raise ValueError(f"unknown message {kind!r}")
@@ -387,9 +390,10 @@ class FeedWorkers:
     def remove_article(self, key: int) -> None:
         self._broadcast(("remove_article", key))
 
-    def reset_interactions(self, user_ids: Sequence[str]) -> None:
-        """Counts were rebuilt from the database (reader deleted, events purged)."""
-        self._broadcast(("reset_interactions", list(user_ids)))
+    def reset_interactions(self, user_ids: Sequence[str] | None) -> None:
+        """Counts were rebuilt from the database (reader deleted, events purged); the cached
+        profiles of `user_ids` (None: all of them) are stale."""
+        self._broadcast(("reset_interactions", None if user_ids is None else list(user_ids)))
 
     def _broadcast(self, message: tuple) -> None:
         frame = _frame(message)

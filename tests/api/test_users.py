@@ -158,3 +158,31 @@ def test_retention_deletes_old_events(setup: tuple) -> None:  # type: ignore[typ
     assert service.purge_expired_events(retention_days=30) == 1
     assert service.storage.user_events("old-reader") == []
     assert len(service.storage.user_events(READER)) == 3
+
+
+def test_retention_prunes_what_profiles_keep_of_old_events(setup: tuple) -> None:  # type: ignore[type-arg]
+    client, service, _ = setup
+    now = datetime.now(UTC)
+    old, recent = (now - timedelta(days=40)).isoformat(), (now - timedelta(days=1)).isoformat()
+    events = [
+        {"user_id": "old-reader", "article_id": "h3", "type": "click", "ts": old},
+        {"user_id": "old-reader", "article_id": "h5", "type": "dismiss", "ts": old},
+        {"user_id": "old-reader", "article_id": "h2", "type": "click", "ts": recent},
+        {"user_id": "gone-reader", "article_id": "h4", "type": "click", "ts": old},
+    ]
+    assert client.post("/v1/events", json={"events": events}).json()["accepted"] == 4
+    before = client.get("/v1/users/old-reader/export").json()["profile"]
+    assert set(before["history"]) == {"h3", "h2"} and before["dismissed"] == ["h5"]
+    assert service.purge_expired_events(retention_days=30) == 3
+    profile = client.get("/v1/users/old-reader/export").json()["profile"]
+    assert profile["history"] == ["h2"] and profile["dismissed"] == [] and profile["n_events"] == 1
+    # Only old events: nothing of the reader is left, the profile included.
+    assert client.get("/v1/users/gone-reader/export").status_code == 404
+    assert client.get("/v1/users/gone-reader/feed").json()["cold_start"] is True
+    # The pruned profile is what the database holds, and what new events build on.
+    click = {"user_id": "old-reader", "article_id": "h1", "type": "click"}
+    assert client.post("/v1/events", json=click).json()["accepted"] == 1
+    profile = client.get("/v1/users/old-reader/export").json()["profile"]
+    assert set(profile["history"]) == {"h2", "h1"} and profile["n_events"] == 2
+    # Another reader with recent events only is untouched.
+    assert len(client.get(f"/v1/users/{READER}/export").json()["profile"]["history"]) == 2
