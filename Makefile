@@ -7,11 +7,9 @@ CONSTRAINTS := $(CURDIR)/constraints.txt
 DATA ?= $(abspath ../shared/data)
 HOST ?= 127.0.0.1
 PORT ?= 8000
-# Feed replica processes for the demo server (see README, "Feed replicas"); 0 scores in-process.
-FEED_WORKERS ?= 2
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test lint bench clean postgres chromium
+.PHONY: install demo test lint bench clean postgres redis chromium
 
 install: $(STAMP)
 
@@ -26,12 +24,12 @@ $(STAMP): pyproject.toml constraints.txt
 	touch $(STAMP)
 
 demo: install
-	NEWSROOM_RANKING__FEED_WORKERS=$(FEED_WORKERS) \
-		$(VENV)/bin/newsroom demo --data $(DATA) --host $(HOST) --port $(PORT)
+	$(VENV)/bin/newsroom demo --data $(DATA) --host $(HOST) --port $(PORT)
 
-# The suite runs on SQLite, then the storage and API tests again on a real PostgreSQL 15 that
-# the tests start themselves (initdb in a temp dir, a Unix socket only, torn down after).
-test: install postgres chromium
+# The suite runs on SQLite (shared-mode tests on a PostgreSQL 15 and a Redis they start
+# themselves), then the storage and API tests again on PostgreSQL (initdb in a temp dir, a Unix
+# socket only, torn down after).
+test: install postgres redis chromium
 	$(VENV)/bin/ruff check .
 	$(PY) -m pytest -q
 	NEWSROOM_TEST_DATABASE=postgresql $(PY) -m pytest -q -p no:cacheprovider \
@@ -45,6 +43,12 @@ postgres:
 	@test -x $(PG_INITDB) || { echo "installing postgresql-15 (server for the tests)"; \
 		$(SUDO) apt-get update -qq && \
 		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq postgresql-15; }
+
+# Debian's redis-server for the shared-mode tests (started by the tests on a free port).
+redis:
+	@test -x /usr/bin/redis-server || { echo "installing redis-server (for the shared-mode tests)"; \
+		$(SUDO) apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq redis-server; }
 
 # Debian's Chromium for the studio's browser tests (Playwright drives it; nothing downloaded).
 chromium:

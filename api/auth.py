@@ -2,10 +2,13 @@
 
 | role   | may |
 |--------|-----|
-| cms    | write articles, read them, search, feed, rank, headline variants |
-| writer | drafts, headline variants, search, read articles |
+| cms    | write articles, read them, search, feed, rank, headline variants (not per reader) |
+| writer | drafts (not per reader), headline variants (not per reader), search, read articles |
 | app    | personalized summaries, events, feed, read articles |
 | admin  | everything, including user deletion and export |
+
+Only the roles in `READER_DATA_ROLES` may name a reader (`user_id`) where a route is open to
+other roles as well (`require_reader_data`).
 
 Keys are kept only as SHA-256 digests and compared in constant time against every known key
 (no early exit), so neither the comparison nor its position leaks a key. Keys never reach a log.
@@ -16,11 +19,13 @@ from __future__ import annotations
 import hashlib
 import hmac
 import logging
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
-from fastapi import Depends, Request
+from fastapi import Depends, Request, Response
+from fastapi.routing import APIRoute
 
 from core.errors import Forbidden, Unauthorized
 from core.settings import Settings
@@ -100,11 +105,21 @@ def write_demo_keys(path: Path) -> dict[str, str]:
     return keys
 
 
-def allow(*roles: Role) -> object:
-    """A route dependency: the caller's key must have one of `roles` (admin always passes)."""
+class RoleCheck:
+    """What `allow(...)` declares on a route: the caller's key must have one of `roles`
+    (admin always passes). `AuthorizedRoute` runs it before the body is read; as a dependency
+    it runs again only where that did not happen."""
 
-    async def check(request: Request) -> None:
+    def __init__(self, roles: tuple[Role, ...]) -> None:
+        self.roles = roles
+
+    async def __call__(self, request: Request) -> None:
+        if not getattr(request.state, "role_checked", False):
+            self.authorize(request)
+
+    def authorize(self, request: Request) -> None:
         ring: KeyRing = request.app.state.keyring
+        request.state.role_checked = True
         if not ring.enabled:
             return
         scheme, _, token = request.headers.get("authorization", "").partition(" ")
@@ -113,8 +128,51 @@ def allow(*roles: Role) -> object:
         role = ring.role_of(token.strip())
         if role is None:
             raise Unauthorized("unknown API key")
-        if role != "admin" and role not in roles:
-            raise Forbidden(f"the {role} role may not do this; it needs {' or '.join(roles)}")
+        if role != "admin" and role not in self.roles:
+            raise Forbidden(f"the {role} role may not do this; it needs {' or '.join(self.roles)}")
         request.state.role = role
 
-    return Depends(check)
+
+# Roles entitled to reader data: whether a reader exists, their segment, their interests. The
+# app serves readers (it already gets their personalized summaries); admin may do everything.
+READER_DATA_ROLES: tuple[Role, ...] = ("app", "admin")
+
+
+def require_reader_data(request: Request) -> None:
+    """For a request that names a reader (`user_id`) on a route open to other roles too:
+    403 unless the caller's role is entitled to reader data, checked before the reader is
+    looked up, so the answer says nothing about them."""
+    if not request.app.state.keyring.enabled:
+        return
+    role = getattr(request.state, "role", None)
+    if role not in READER_DATA_ROLES:
+        raise Forbidden(
+            f"the {role} role may not name a reader (user_id reveals their interests); only "
+            f"{' or '.join(READER_DATA_ROLES)} may: leave user_id out",
+            field="user_id",
+        )
+
+
+def allow(*roles: Role) -> Any:
+    """A route's roles: `dependencies=[allow("cms", "writer")]` (admin always passes)."""
+    return Depends(RoleCheck(roles))
+
+
+class AuthorizedRoute(APIRoute):
+    """A route that checks its `allow(...)` roles before FastAPI reads and parses the request
+    body (FastAPI parses it before any dependency runs): a request without a valid key gets
+    its 401, or a key of the wrong role its 403, without the server reading a byte of body.
+    Every router with `allow(...)` routes uses it (`APIRouter(route_class=AuthorizedRoute)`)."""
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handler = super().get_route_handler()
+        checks = [d.dependency for d in self.dependencies if isinstance(d.dependency, RoleCheck)]
+        if not checks:
+            return handler
+
+        async def authorized(request: Request) -> Response:
+            for check in checks:
+                check.authorize(request)
+            return await handler(request)
+
+        return authorized

@@ -1,8 +1,10 @@
 """`/metrics` (Prometheus) and the access log.
 
 Requests are labelled by route *template* (`/v1/users/{user_id}/feed`), never by raw path: a
-reader's id must not reach a metric label or a log line. The access log is one JSON object per
-request with method, route, status and milliseconds; uvicorn's own access log (raw paths) is off.
+reader's id must not reach a metric label or a log line. Every label takes a bounded set of
+values (methods outside the standard ones are `OTHER`), so no client can grow `/metrics`. The
+access log is one JSON object per request with method, route, status and milliseconds;
+uvicorn's own access log (raw paths) is off.
 """
 
 from __future__ import annotations
@@ -21,6 +23,13 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 access_log = logging.getLogger("newsroom.access")
 
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
+# The client picks the method: any other than these is labelled (and logged) `OTHER`, or every
+# new one would add a series to /metrics (and 8 KB to a log line) until restart.
+METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+
+
+def method_label(method: str) -> str:
+    return method if method in METHODS else "OTHER"
 
 
 class Metrics:
@@ -115,12 +124,13 @@ class AccessLog:
         finally:
             seconds = time.perf_counter() - started
             route = getattr(scope.get("route"), "path", None) or "(unmatched)"
-            self.metrics.requests.labels(scope["method"], route, str(status)).observe(seconds)
+            method = method_label(scope["method"])
+            self.metrics.requests.labels(method, route, str(status)).observe(seconds)
             if route != "/metrics":
                 access_log.info(
                     json.dumps(
                         {
-                            "method": scope["method"],
+                            "method": method,
                             "route": route,
                             "status": status,
                             "ms": round(seconds * 1000, 2),

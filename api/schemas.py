@@ -2,17 +2,47 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag
+from pydantic import AfterValidator, BaseModel, ConfigDict, Discriminator, Field, Tag
 
-from core.domain import Article, ArticleDraft, EventDraft, SearchHit
+from core.domain import Article, ArticleDraft, EventDraft, SearchHit, utcnow
 
 ARTICLE_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:\-]{0,127}$"
 USER_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:@\-]{0,127}$"
 SEGMENT_PATTERN = r"^(generic|segment-[0-9]{1,3})$"
 EventType = Literal["impression", "click", "dwell", "like", "share", "dismiss"]
+
+# Every datetime a client sends lies in this range once in UTC: `0001-01-01T00:00:00+14:00` is
+# before year 1 in UTC, and converting it overflowed into a 500.
+EARLIEST = datetime(1900, 1, 1, tzinfo=UTC)
+LATEST = datetime(2200, 1, 1, tzinfo=UTC)
+# How far ahead of now an article may say it was published: a date years ahead would make it
+# "fresh" (top of every feed) for as long.
+PUBLISHED_AHEAD = timedelta(days=1)
+
+
+def _bounded(value: datetime) -> datetime:
+    """The moment in UTC (naive means UTC), within [EARLIEST, LATEST)."""
+    try:
+        moment = (value if value.tzinfo else value.replace(tzinfo=UTC)).astimezone(UTC)
+    except (OverflowError, ValueError):
+        moment = None
+    if moment is None or not EARLIEST <= moment < LATEST:
+        raise ValueError(f"must be between {EARLIEST:%Y-%m-%d} and {LATEST:%Y-%m-%d} in UTC")
+    return moment
+
+
+def _published(value: datetime) -> datetime:
+    moment = _bounded(value)
+    if moment > utcnow() + PUBLISHED_AHEAD:
+        raise ValueError("must not be more than a day in the future")
+    return moment
+
+
+BoundedDatetime = Annotated[datetime, AfterValidator(_bounded)]
+PublishedAt = Annotated[datetime, AfterValidator(_published)]
 
 
 class ArticleIn(BaseModel):
@@ -27,7 +57,9 @@ class ArticleIn(BaseModel):
     category: str | None = Field(None, max_length=64)
     url: str | None = Field(None, max_length=2048)
     language: str | None = Field(None, max_length=16)
-    published_at: datetime | None = None
+    published_at: PublishedAt | None = Field(
+        None, description="When it was published: from 1900 to a day ahead of now."
+    )
 
     def to_draft(self) -> ArticleDraft:
         return ArticleDraft(
@@ -139,7 +171,7 @@ class EventIn(BaseModel):
     article_id: str = Field(pattern=ARTICLE_ID_PATTERN)
     type: EventType
     dwell_ms: int | None = Field(None, ge=0, le=86_400_000)
-    ts: datetime | None = Field(None, description="When it happened; default: now.")
+    ts: BoundedDatetime | None = Field(None, description="When it happened; default: now.")
 
     def to_draft(self) -> EventDraft:
         return EventDraft(
@@ -238,7 +270,10 @@ class FeedOut(BaseModel):
 
 class RankIn(BaseModel):
     user_id: str = Field(pattern=USER_ID_PATTERN)
-    article_ids: list[str] = Field(min_length=1, max_length=1000)
+    # Unknown ids are echoed back (`unknown_ids`): each must be an id that could exist.
+    article_ids: list[Annotated[str, Field(pattern=ARTICLE_ID_PATTERN)]] = Field(
+        min_length=1, max_length=1000
+    )
 
 
 class RankOut(BaseModel):
@@ -278,7 +313,12 @@ class SummaryOut(BaseModel):
 
 
 class HeadlinesIn(BaseModel):
-    user_id: str | None = Field(None, pattern=USER_ID_PATTERN, max_length=128)
+    user_id: str | None = Field(
+        None,
+        pattern=USER_ID_PATTERN,
+        max_length=128,
+        description="Personalize for this reader's segment (needs the app or admin role).",
+    )
     n: int = Field(3, ge=1, le=10, description="Distinct variants wanted.")
 
 
@@ -304,7 +344,8 @@ class DraftIn(BaseModel):
         None,
         pattern=USER_ID_PATTERN,
         max_length=128,
-        description="Write for this reader's interests (their segment's); not with `segment`.",
+        description="Write for this reader's interests (their segment's); not with `segment`. "
+        "Needs the app or admin role.",
     )
     related_k: int = Field(3, ge=0, le=8, description="Related articles to ground it on.")
 

@@ -211,7 +211,7 @@ def process_memory_kib(pid: int, with_children: bool = False) -> dict[str, int]:
     """VmRSS (resident now) and VmHWM (peak resident) of `pid` in KiB, from /proc; with its
     child processes (e.g. feed replicas) added when `with_children` (peaks are then summed
     per process, an upper bound of the joint peak)."""
-    found = {"VmRSS": 0, "VmHWM": 0}
+    found = {"VmRSS": 0, "VmHWM": 0, "Pss": 0}
     for member in [pid, *(child_pids(pid) if with_children else [])]:
         try:
             with open(f"/proc/{member}/status", encoding="ascii") as status:
@@ -219,6 +219,12 @@ def process_memory_kib(pid: int, with_children: bool = False) -> dict[str, int]:
                     key, _, value = line.partition(":")
                     if key in found:
                         found[key] += int(value.split()[0])
+            # PSS shares each page among the processes mapping it: summed, it is the memory
+            # these processes really take (RSS counts shared libraries once per process).
+            with open(f"/proc/{member}/smaps_rollup", encoding="ascii") as rollup:
+                for line in rollup:
+                    if line.startswith("Pss:"):
+                        found["Pss"] += int(line.split()[1])
         except FileNotFoundError:  # a child that just exited
             continue
     return found

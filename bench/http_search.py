@@ -142,8 +142,15 @@ class Server:
     """`newsroom serve` on 127.0.0.1 as a subprocess, with bounded start and stop."""
 
     def __init__(
-        self, data_dir: Path, log_path: Path, extra_env: dict[str, str] | None = None
+        self,
+        data_dir: Path,
+        log_path: Path,
+        extra_env: dict[str, str] | None = None,
+        workers: int = 1,
     ) -> None:
+        self.workers = workers
+        mode = "shared" if "NEWSROOM_REDIS_URL" in (extra_env or {}) else "embedded"
+        self.label = f"{mode}, {workers} process{'es' if workers > 1 else ''}"
         self.data_dir = data_dir
         self.log_path = log_path
         self.extra_env = extra_env or {}
@@ -151,13 +158,17 @@ class Server:
         self.base_url = f"http://127.0.0.1:{self.port}"
         self.process: subprocess.Popen[bytes] | None = None
 
-    def start(self, timeout_s: float) -> tuple[float, dict[str, Any]]:
-        """Start and wait for /healthz; returns (seconds to ready, health body)."""
+    def start(self, timeout_s: float, workers: int = 1) -> tuple[float, dict[str, Any]]:
+        """Start and wait for /healthz (from `workers` distinct processes); returns (seconds to
+        ready, health body)."""
         # Only our data dir reaches the server: no inherited NEWSROOM_* and no .env (cwd = tmp).
         env = {k: v for k, v in os.environ.items() if not k.startswith("NEWSROOM_")}
         env["NEWSROOM_DATA_DIR"] = str(self.data_dir)
         env.update(self.extra_env)
         command = [newsroom_executable(), "serve", "--host", "127.0.0.1", "--port", str(self.port)]
+        if workers > 1:
+            command += ["--workers", str(workers)]
+        answered: set[int] = set()
         started = time.perf_counter()
         with open(self.log_path, "wb") as server_log:
             self.process = subprocess.Popen(
@@ -169,20 +180,23 @@ class Server:
                 stdin=subprocess.DEVNULL,
             )
         deadline = started + timeout_s
-        with httpx.Client(timeout=2.0) as client:
-            while time.perf_counter() < deadline:
-                if self.process.poll() is not None:
-                    raise RuntimeError(
-                        f"server exited with {self.process.returncode} before it was ready:\n"
-                        + self.log_tail()
-                    )
-                try:
-                    response = client.get(f"{self.base_url}/healthz")
-                    if response.status_code == 200:
-                        return time.perf_counter() - started, response.json()
-                except httpx.TransportError:
-                    pass
-                time.sleep(0.25)
+        while time.perf_counter() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(
+                    f"server exited with {self.process.returncode} before it was ready:\n"
+                    + self.log_tail()
+                )
+            try:
+                # A fresh connection each time: every worker process must have answered.
+                response = httpx.get(f"{self.base_url}/healthz", timeout=2.0)
+                if response.status_code == 200:
+                    body = response.json()
+                    answered.add(body.get("live", {}).get("pid", 0))
+                    if len(answered) >= workers:
+                        return time.perf_counter() - started, body
+            except httpx.TransportError:
+                pass
+            time.sleep(0.25)
         raise TimeoutError(f"server not ready after {timeout_s:.0f}s:\n" + self.log_tail())
 
     def memory_kib(self) -> dict[str, int]:

@@ -123,7 +123,8 @@ def _replay(service: NewsroomService, data: Path) -> None:
     for folder, reader in sources:
         if not (data / folder).is_dir():
             continue
-        drafts = [d for d in reader(data / folder) if service.articles.key_of(d.article_id)]
+        events = reader(data / folder, service.storage.pseudonym)
+        drafts = [d for d in events if service.articles.key_of(d.article_id)]
         clicks.update(d.user_id for d in drafts if d.type == "click")
         accepted = duplicates = 0
         with tqdm(total=len(drafts), desc=f"replay {folder}", unit="ev") as bar:
@@ -134,9 +135,7 @@ def _replay(service: NewsroomService, data: Path) -> None:
                 bar.update(min(2000, len(drafts) - start))
         typer.echo(f"{folder}: {accepted} events recorded, {duplicates} already known")
     # The studio's feed preview offers the readers with the longest histories to try.
-    service.status.write_example_readers(
-        [user for user, _ in clicks.most_common(EXAMPLE_READERS)]
-    )
+    service.status.write_example_readers([user for user, _ in clicks.most_common(EXAMPLE_READERS)])
 
 
 @app.command()

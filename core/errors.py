@@ -47,6 +47,11 @@ class Overloaded(NewsroomError):
         self.retry_after_s = retry_after_s
 
 
+class GenerationCancelled(NewsroomError):
+    """The client that asked for the output went away: its generation job stopped, or never
+    started. There is nobody left to answer."""
+
+
 class Unauthorized(NewsroomError):
     """No API key, or one the server does not know (401)."""
 

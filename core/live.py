@@ -10,7 +10,8 @@ What differs between the modes:
   also in a background thread woken by other processes' writes;
 - generation: an in-process pool, or a queue on Redis served by `newsroom generation-worker`;
 - generation outputs: an in-process LRU, or Redis (both over the `generated` table);
-- a lock for once-per-newsroom jobs (the retention purge, a refill): a no-op, or Redis.
+- a lock for once-per-newsroom jobs (the retention purge, a refill): a no-op, or Redis;
+- counters every process must agree on (`core.counters`): a dict, or atomic Redis commands.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
+from core.counters import Counters, LocalCounters, RedisCounters
 from core.settings import Settings
 
 if TYPE_CHECKING:
@@ -40,6 +42,7 @@ log = logging.getLogger(__name__)
 
 class LiveState(ABC):
     mode: str
+    counters: Counters  # shared tallies (budgets, caps, experiment counts): see core.counters
 
     @abstractmethod
     def profile_cache(self, dim: int) -> ProfileCache: ...
@@ -88,6 +91,7 @@ class EmbeddedLiveState(LiveState):
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
+        self.counters = LocalCounters()
 
     def profile_cache(self, dim: int) -> ProfileCache:
         from ranking.profile_store import LocalProfileCache
@@ -140,6 +144,7 @@ class SharedLiveState(LiveState):
         self.settings = settings
         self.redis: redis.Redis = connect(settings.redis_url, settings.shared.redis_timeout_seconds)
         self.epoch = RedisEpoch(self.redis)
+        self.counters = RedisCounters(self.redis)
         self._followers: list[ChangeFollower] = []
         self._stop = threading.Event()
         self._watcher: threading.Thread | None = None

@@ -149,11 +149,13 @@ class ReaderService:
         return new, self.storage.record_events(new, update), folded
 
     def _fresh(self, events: list[Event]) -> list[Event]:
-        known = self.storage.known_event_ids([e.event_id for e in events])
-        fresh: dict[str, Event] = {}
+        # An event id is the reader's own: unique per (reader, id), not across readers.
+        known = self.storage.known_events([(e.user_id, e.event_id) for e in events])
+        fresh: dict[tuple[str, str], Event] = {}
         for event in events:
-            if event.event_id not in known:
-                fresh.setdefault(event.event_id, event)
+            key = (event.user_id, event.event_id)
+            if key not in known:
+                fresh.setdefault(key, event)
         return list(fresh.values())
 
     def _publish(
@@ -186,11 +188,15 @@ class ReaderService:
 
     # --- readers' rights ------------------------------------------------------------------------
     def export_user(self, user_id: str, generated: list[dict[str, Any]]) -> dict[str, Any]:
-        """Everything stored about a reader: events, profile, outputs written for them alone."""
+        """Everything stored about a reader: events, profile, outputs written for them alone;
+        `UnknownUser` (404, like deletion) when nothing is stored."""
         profile = self.recommender.profiles.get(user_id) if self.recommender else None
+        events = self.storage.user_events(user_id)
+        if profile is None and not events and not generated:
+            raise UnknownUser(user_id)
         return {
             "user_id": user_id,
-            "events": self.storage.user_events(user_id),
+            "events": events,
             "profile": None
             if profile is None
             else {
@@ -224,11 +230,28 @@ class ReaderService:
         return removed
 
     def purge_expired_events(self, retention_days: float) -> int:
+        """Delete events older than the retention, and what profiles keep of them: history,
+        read and dismissed entries, and their count; a profile left without events goes too.
+        The revised profiles replace their cached copies (a version above the old ones), and
+        every process reloads its live counts. Returns the events deleted."""
         cutoff = utcnow() - timedelta(days=retention_days)
+
+        def revise(
+            pseudonym: str, vector: bytes, state: str, lost: int
+        ) -> tuple[bytes, str] | None:
+            profile = UserProfile.from_state(pseudonym, vector, state)
+            profile.forget_before(cutoff.timestamp(), lost)
+            return (vector, profile.state_json()) if profile.n_events else None
+
         with self._write_lock:
-            removed = self.storage.delete_events_before(cutoff)
+            removed, revised = self.storage.delete_events_before(cutoff, revise)
             if removed:
                 self._after_write()
+        if self.recommender is not None and revised:
+            profiles = self.recommender.profiles
+            profiles.publish([p for p in revised if p.vector])
+            for gone in (p for p in revised if not p.vector):
+                profiles.cache.forget(gone.pseudonym, gone.version)
         return removed
 
 

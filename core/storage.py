@@ -24,12 +24,14 @@ from sqlalchemy import (
     LargeBinary,
     String,
     Text,
+    UniqueConstraint,
     bindparam,
     create_engine,
     delete,
     event,
     func,
     insert,
+    inspect,
     select,
     update,
 )
@@ -68,16 +70,26 @@ class ArticleRow(Base):
     embedding_model: Mapped[str] = mapped_column(String(256))
 
 
+EVENT_ID_UNIQUE = "uq_events_user_event"
+
+
 class EventRow(Base):
     """Events are also the change log of the live counts: `seq` orders them, and every process
     in shared mode tails this table by `seq` (AUTOINCREMENT in SQLite: a seq is never reused,
     so a profile's version, the highest seq folded into it, only grows)."""
 
     __tablename__ = "events"
-    __table_args__ = ({"sqlite_autoincrement": True},)
+    # A client's event id is unique per reader only: one reader's id must not drop another's.
+    # AUTOINCREMENT in SQLite: a seq is never reused.
+    __table_args__ = (
+        UniqueConstraint("user_id", "event_id", name=EVENT_ID_UNIQUE),
+        {"sqlite_autoincrement": True},
+    )
 
     seq: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    event_id: Mapped[str] = mapped_column(String(64), unique=True)
+    # Not the client's id but its keyed digest (`Storage.event_digest`): a client id can name
+    # the reader (replayed ids once held the raw reader id beside its pseudonym).
+    event_id: Mapped[str] = mapped_column(String(64))
     user_id: Mapped[str] = mapped_column(String(128), index=True)
     article_key: Mapped[int] = mapped_column(Integer, index=True)
     type: Mapped[str] = mapped_column(String(16))
@@ -230,6 +242,10 @@ def _chunks(items: Sequence, size: int = _IN_CHUNK) -> Iterator[Sequence]:
         yield items[start : start + size]
 
 
+# (pseudonym, vector bytes, state json, events lost) -> new (vector, state), or None: delete
+ProfileReviser = Callable[[str, bytes, str, int], tuple[bytes, str] | None]
+
+
 def make_engine(url: str, timeout_s: float = 5.0) -> Engine:
     if url.startswith("sqlite"):
         path = url.removeprefix("sqlite:///")
@@ -273,6 +289,28 @@ PROFILE_BY_USER = select(ProfileRow.vector, ProfileRow.state, ProfileRow.version
 )
 
 
+class IncompatibleDatabase(RuntimeError):
+    """The database was created by an older Newsroom with a layout this one cannot use."""
+
+
+def check_layout(engine: Engine) -> None:
+    """Fail at start, saying what to do, on a database whose tables `create_all` would leave
+    as they are but this code cannot work with."""
+    inspector = inspect(engine)
+    if not inspector.has_table(EventRow.__tablename__):
+        return  # a new database: create_all makes the current layout
+    unique = [c["column_names"] for c in inspector.get_unique_constraints("events")]
+    unique += [i["column_names"] for i in inspector.get_indexes("events") if i.get("unique")]
+    if ["user_id", "event_id"] not in unique:
+        raise IncompatibleDatabase(
+            f"the database {engine.url.render_as_string(hide_password=True)} was created by an "
+            "older Newsroom: its events keep client event ids in clear, unique across all "
+            "readers. Re-create the data dir (remove the database, e.g. var/newsroom.db*, or "
+            "point NEWSROOM_DATABASE_URL at an empty database), then ingest and replay again "
+            "(`make demo` does both)."
+        )
+
+
 class Storage:
     """Articles (and, with later stages, events) behind a small typed interface."""
 
@@ -282,18 +320,8 @@ class Storage:
         self._user_id_key = user_id_key
         self.url = url
         self.engine = make_engine(url, timeout_s)
+        check_layout(self.engine)
         Base.metadata.create_all(self.engine)
-        self._upgrade_schema()
-
-    def _upgrade_schema(self) -> None:
-        """Additive changes to tables made by an earlier version (create_all adds tables, not
-        columns)."""
-        from sqlalchemy import inspect, text
-
-        columns = {c["name"] for c in inspect(self.engine).get_columns("profiles")}
-        if "version" not in columns:
-            with self.engine.begin() as conn:
-                conn.execute(text("ALTER TABLE profiles ADD COLUMN version BIGINT DEFAULT 0"))
 
     def close(self) -> None:
         self.engine.dispose()
@@ -303,6 +331,14 @@ class Storage:
             return user_id
         digest = hmac.new(self._user_id_key, user_id.encode(), hashlib.sha256).hexdigest()
         return "p_" + digest[:40]
+
+    def event_digest(self, pseudonym: str, event_id: str) -> str:
+        """What is stored for a client's event id: HMAC(key, pseudonym NUL id), 128 bits in hex.
+        Keyed by the reader too, so equal ids of two readers differ, and the id itself (which
+        may name the reader) is never stored."""
+        message = f"{pseudonym}\x00{event_id}".encode()
+        digest = hmac.new(self._user_id_key or b"", message, hashlib.sha256).hexdigest()
+        return "e_" + digest[:32]
 
     # --- articles -------------------------------------------------------------------------
     def existing(self, article_ids: Sequence[str]) -> dict[str, StoredState]:
@@ -445,15 +481,19 @@ class Storage:
                 yield int(key), aid, title, category, as_utc(published)
 
     # --- events and profiles --------------------------------------------------------------
-    def known_event_ids(self, event_ids: Sequence[str]) -> set[str]:
-        found: set[str] = set()
+    def known_events(self, keys: Sequence[tuple[str, str]]) -> set[tuple[str, str]]:
+        """The (user id, client event id) pairs among `keys` that are already stored."""
+        stored_as: dict[tuple[str, str], tuple[str, str]] = {}
+        for user_id, event_id in keys:
+            pseudonym = self.pseudonym(user_id)
+            stored_as[(pseudonym, self.event_digest(pseudonym, event_id))] = (user_id, event_id)
+        found: set[tuple[str, str]] = set()
         with self.engine.connect() as conn:
-            for chunk in _chunks(list(event_ids)):
-                found.update(
-                    conn.execute(
-                        select(EventRow.event_id).where(EventRow.event_id.in_(chunk))
-                    ).scalars()
+            for chunk in _chunks(sorted({digest for _, digest in stored_as})):
+                rows = conn.execute(
+                    select(EventRow.user_id, EventRow.event_id).where(EventRow.event_id.in_(chunk))
                 )
+                found.update(stored_as[row] for row in map(tuple, rows) if row in stored_as)
         return found
 
     def record_events(
@@ -470,6 +510,7 @@ class Storage:
         number of processes can record events for one reader without losing an update. Each new
         profile's version is `profile_version` of the reader's newest event seq."""
         now = utcnow()
+        pseudonyms = {e.user_id: self.pseudonym(e.user_id) for e in events}
         with self.engine.begin() as conn:
             newest: dict[str, int] = {}
             if events:
@@ -477,8 +518,8 @@ class Storage:
                     insert(EventRow).returning(EventRow.seq, EventRow.user_id),
                     [
                         {
-                            "event_id": e.event_id,
-                            "user_id": self.pseudonym(e.user_id),
+                            "event_id": self.event_digest(pseudonyms[e.user_id], e.event_id),
+                            "user_id": pseudonyms[e.user_id],
                             "article_key": e.article_key,
                             "type": e.type,
                             "dwell_ms": e.dwell_ms,
@@ -712,7 +753,8 @@ class Storage:
 
     # --- readers: export, deletion, retention ---------------------------------------------
     def user_events(self, user_id: str) -> list[dict]:
-        """Every stored event of the reader, oldest first, with the article's id."""
+        """Every stored event of the reader, oldest first, with the article's id. `event_id`
+        is the stored digest of the client's id (`event_digest`), not the id itself."""
         with self.engine.connect() as conn:
             rows = conn.execute(
                 select(
@@ -774,13 +816,54 @@ class Storage:
                 )
         return removed
 
-    def delete_events_before(self, cutoff: datetime) -> int:
+    def delete_events_before(
+        self, cutoff: datetime, revise: ProfileReviser
+    ) -> tuple[int, list[StoredProfile]]:
+        """Delete events older than `cutoff` and, in the same transaction, rewrite the profile
+        of every reader who lost some: `revise(pseudonym, vector, state, events_lost)` returns
+        the profile's new (vector, state), or None to delete it. Returns the events deleted."""
+        now = utcnow()
         with self.engine.begin() as conn:
+            lost = dict(
+                conn.execute(
+                    select(EventRow.user_id, func.count())
+                    .where(EventRow.ts < cutoff)
+                    .group_by(EventRow.user_id)
+                ).all()
+            )
             result = conn.execute(delete(EventRow).where(EventRow.ts < cutoff))
             removed = int(result.rowcount or 0)
+            newest = int(conn.execute(select(func.max(EventRow.seq))).scalar_one() or 0)
+            revised_profiles: list[StoredProfile] = []
+            for chunk in _chunks(sorted(lost)):
+                rows = conn.execute(
+                    select(
+                        ProfileRow.user_id, ProfileRow.vector, ProfileRow.state, ProfileRow.version
+                    )
+                    .where(ProfileRow.user_id.in_(chunk))
+                    .order_by(ProfileRow.user_id)
+                    .with_for_update()
+                ).all()
+                for user, vector, state, version in rows:
+                    revised = revise(user, bytes(vector), str(state), int(lost[user]))
+                    where = ProfileRow.user_id == user
+                    # Above every copy of the old profile, below the reader's next event.
+                    bumped = rewrite_version(max(newest, int(version or 0) >> 1))
+                    if revised is None:
+                        conn.execute(delete(ProfileRow).where(where))
+                        revised_profiles.append(StoredProfile(user, b"", "", bumped))
+                    else:
+                        values = {
+                            "vector": revised[0],
+                            "state": revised[1],
+                            "updated_at": now,
+                            "version": bumped,
+                        }
+                        conn.execute(update(ProfileRow).where(where).values(**values))
+                        revised_profiles.append(StoredProfile(user, revised[0], revised[1], bumped))
             if removed:
                 _log_changes(conn, "counts_reset", [None])
-        return removed
+        return removed, revised_profiles
 
     def get_generated(self, cache_key: str) -> str | None:
         with self.engine.connect() as conn:

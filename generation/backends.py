@@ -48,7 +48,8 @@ class LMBackend(ABC):
 
     @abstractmethod
     def stream(self, prompt_ids: list[int], options: DecodeOptions) -> Iterator[str]:
-        """Text pieces, in order, whose concatenation is the whole completion."""
+        """Text pieces, in order, whose concatenation is the whole completion. A generator:
+        closing it early stops the decoding."""
 
     def generate(self, prompt_ids: list[int], options: DecodeOptions) -> str:
         return "".join(self.stream(prompt_ids, options)).strip()
@@ -140,10 +141,17 @@ class TorchBackend(LMBackend):
         # (the pattern of transformers' TextIteratorStreamer, on ids so decoding stays ours).
         arrivals: queue.Queue[int | BaseException | None] = queue.Queue()
 
+        closed = threading.Event()
+
+        class _Closed(Exception):
+            """Raised into `generate` once nobody reads: it stops at the next token."""
+
         class _Streamer:
             seen_prompt = False
 
             def put(self, value: Any) -> None:
+                if closed.is_set():
+                    raise _Closed
                 if not self.seen_prompt:  # the first call carries the prompt
                     self.seen_prompt = True
                     return
@@ -169,18 +177,23 @@ class TorchBackend(LMBackend):
             except BaseException as error:  # re-raised in the consumer's thread
                 arrivals.put(error)
 
-        worker = threading.Thread(target=run, daemon=True)
+        worker = threading.Thread(target=run, daemon=True, name="torch-generate")
         worker.start()
         decoder = _IncrementalDecoder(self.tokenizer)
-        while (item := arrivals.get()) is not None:
-            if isinstance(item, BaseException):
-                raise item
-            if item == self.tokenizer.eos_token_id:
-                continue
-            piece = decoder.push(item)
-            if piece:
-                yield piece
-        worker.join()
+        try:
+            while (item := arrivals.get()) is not None:
+                if isinstance(item, BaseException):
+                    raise item
+                if item == self.tokenizer.eos_token_id:
+                    continue
+                piece = decoder.push(item)
+                if piece:
+                    yield piece
+        finally:
+            # Also when the consumer stops early (the generator is closed): decoding stops too
+            # instead of running to max_new_tokens on a thread nobody reads.
+            closed.set()
+            worker.join()
 
 
 class CTranslate2Backend(LMBackend):
@@ -213,12 +226,16 @@ class CTranslate2Backend(LMBackend):
                 for ids in self._suppressed_ids(options.suppress)
             ]
         decoder = _IncrementalDecoder(self.tokenizer)
-        for step in self.generator.generate_tokens(tokens, **kwargs):
-            if step.is_last and step.token_id == self.tokenizer.eos_token_id:
-                break
-            piece = decoder.push(step.token_id)
-            if piece:
-                yield piece
+        steps = self.generator.generate_tokens(tokens, **kwargs)
+        try:
+            for step in steps:
+                if step.is_last and step.token_id == self.tokenizer.eos_token_id:
+                    break
+                piece = decoder.push(step.token_id)
+                if piece:
+                    yield piece
+        finally:
+            steps.close()  # CTranslate2 stops decoding when its generator is closed
 
 
 def _merged_model_dir(base_dir: Path, adapter_dir: Path | None, scratch: Path) -> Path:

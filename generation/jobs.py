@@ -16,16 +16,12 @@ from typing import Any, Literal
 
 import numpy as np
 
-from core.errors import ModelUnavailable, NewsroomError
+from core.errors import GenerationCancelled, ModelUnavailable, NewsroomError
 from generation.writer import NewsWriter, Reader, SourceArticle
 
 JobKind = Literal["summary", "headlines", "draft"]
 # Which served model a job runs on (its version is checked by whoever runs it).
 ROLE_OF = {"summary": "summary", "headlines": "headline", "draft": "base"}
-
-
-class JobCancelled(NewsroomError):
-    """The client went away: the job stopped (or never started)."""
 
 
 class GenerationFailed(ModelUnavailable):
@@ -82,8 +78,8 @@ def error_of(exc: BaseException) -> dict[str, Any]:
 
 
 def raise_error(error: dict[str, Any]) -> None:
-    if error.get("type") == "JobCancelled":
-        raise JobCancelled(error.get("message") or "cancelled")
+    if error.get("type") == "GenerationCancelled":
+        raise GenerationCancelled(error.get("message") or "cancelled")
     raise GenerationFailed(error.get("message") or "generation failed")
 
 
@@ -100,9 +96,10 @@ class JobRunner:
         cancelled: Callable[[], bool] | None = None,
     ) -> Any:
         """The job's result as JSON-ready data. `cancelled()` is asked before starting and
-        between tokens; when it says yes the job stops with `JobCancelled`."""
-        if (cancelled is not None and cancelled()) or job.expired:
-            raise JobCancelled("the request was cancelled before generation started")
+        between tokens; when it says yes the job stops with `GenerationCancelled`."""
+        flag = _Flag(cancelled or (lambda: False))
+        if flag.is_set() or job.expired:
+            raise GenerationCancelled("the request was cancelled before generation started")
         served = self.writer.models.version_of(ROLE_OF[job.kind])
         if served != job.model:
             raise GenerationFailed(
@@ -110,25 +107,35 @@ class JobRunner:
                 f"{job.model}: deploy the same adapters on API and generation hosts"
             )
 
-        def token(piece: str) -> None:
-            if cancelled is not None and cancelled():
-                raise JobCancelled("the client went away")
-            if on_token is not None:
-                on_token(piece)
-
         args = job.args
         if job.kind == "summary":
             summary = self.writer.summary(args["title"], args["body"], _reader(args["reader"]))
             return summary.as_dict()
         if job.kind == "headlines":
             variants = self.writer.headlines(
-                args["title"], args["body"], n=args["n"], reader=_reader(args["reader"])
+                args["title"],
+                args["body"],
+                n=args["n"],
+                reader=_reader(args["reader"]),
+                cancel=flag,
             )
             return [v.as_dict() for v in variants]
         sources = [SourceArticle(s["id"], s["title"], s["body"]) for s in args["sources"]]
-        result = self.writer.draft(args["brief"], args["audience"], sources, on_token=token)
+        result = self.writer.draft(
+            args["brief"], args["audience"], sources, on_token=on_token, cancel=flag
+        )
         return {
             "draft": result.draft.as_dict(),
             "headlines": [h.as_dict() for h in result.headlines],
             "source_ids": result.source_ids,
         }
+
+
+class _Flag:
+    """A `cancelled()` callable as the writer's cancellation flag."""
+
+    def __init__(self, cancelled: Callable[[], bool]) -> None:
+        self._cancelled = cancelled
+
+    def is_set(self) -> bool:
+        return self._cancelled()

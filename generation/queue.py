@@ -26,8 +26,8 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from core.errors import Overloaded
-from generation.jobs import GenerationFailed, GenerationJob, JobCancelled, JobRunner, error_of
+from core.errors import GenerationCancelled, Overloaded
+from generation.jobs import GenerationFailed, GenerationJob, JobRunner, error_of
 from generation.pool import GenerationPool
 
 if TYPE_CHECKING:
@@ -128,6 +128,8 @@ class LocalGenerationQueue(GenerationQueue):
         future = self.pool.submit(work)
 
         def finished(done: Any) -> None:
+            if done.cancelled():
+                return  # nobody is reading any more
             error = done.exception()
             event = JobEvent("error", error_of(error)) if error else JobEvent("done", done.result())
             loop.call_soon_threadsafe(arrivals.put_nowait, event)
@@ -140,7 +142,8 @@ class LocalGenerationQueue(GenerationQueue):
                 if event.kind in ("done", "error"):
                     return
         finally:
-            cancelled.set()  # a client that left stops its job at the next token
+            cancelled.set()  # a client that left stops its job at the next token ...
+            future.cancel()  # ... or, still queued, never starts it (its slot is freed now)
 
     def run_blocking(self, job: GenerationJob) -> Any:
         return self._runner().run(job)
@@ -310,9 +313,9 @@ def stream_event(client: Any, job_id: str, kind: str, data: Any = None) -> None:
 
 
 __all__ = [
+    "GenerationCancelled",
     "GenerationJob",
     "GenerationQueue",
-    "JobCancelled",
     "JobEvent",
     "LocalGenerationQueue",
     "RedisGenerationQueue",

@@ -19,8 +19,9 @@ import time
 import uuid
 from typing import Any
 
+from core.errors import GenerationCancelled
 from core.settings import Settings
-from generation.jobs import GenerationJob, JobCancelled, JobRunner, error_of
+from generation.jobs import GenerationJob, JobRunner, error_of
 from generation.queue import (
     ACTOR_NAME,
     QUEUE_NAME,
@@ -71,7 +72,7 @@ class JobHandler:
         stream_event(self.client, job.job_id, "start", {"worker": os.getpid()})
         try:
             result = self.runner.run(job, on_token, cancelled)
-        except JobCancelled as exc:
+        except GenerationCancelled as exc:
             stream_event(self.client, job.job_id, "error", error_of(exc))
             return
         except Exception as exc:

@@ -12,15 +12,16 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
+from core.errors import GenerationCancelled
 from generation.backends import DecodeOptions, LMBackend
 from generation.guard import GroundingReport, SourceFacts, sentences
 from generation.lm import model_fingerprint
-from generation.prompting import prompt_ids, task_prompt
-from prompts import RenderedPrompt, format_sources, render
+from generation.prompting import draft_prompt, prompt_ids, strip_special_tokens, task_prompt
+from prompts import RenderedPrompt
 
 TASK_OPTIONS = {
     "headline": DecodeOptions(max_new_tokens=24),
@@ -131,6 +132,42 @@ class ModelSet:
         return {role: self.version_of(role) for role in self._loaded}
 
 
+class Cancellation(Protocol):
+    """Set when nobody waits for the output any more (`threading.Event` is one)."""
+
+    def is_set(self) -> bool: ...
+
+
+def decode(
+    backend: LMBackend,
+    ids: list[int],
+    options: DecodeOptions,
+    cancel: Cancellation | None = None,
+    on_token: Callable[[str], None] | None = None,
+) -> str:
+    """The completion as `backend.stream` yields it, checking `cancel` before the first token
+    and after each: once set, the stream is closed (which stops the backend's decoding) and
+    `GenerationCancelled` raised."""
+    if cancel is not None and cancel.is_set():  # queued for a client that has gone
+        raise GenerationCancelled("the client went away: generation not started")
+    pieces: list[str] = []
+    stream = backend.stream(ids, options)
+    try:
+        for piece in stream:
+            if cancel is not None and cancel.is_set():
+                break
+            pieces.append(piece)
+            if on_token is not None:
+                on_token(piece)
+    finally:
+        close = getattr(stream, "close", None)
+        if close is not None:
+            close()
+    if cancel is not None and cancel.is_set():
+        raise GenerationCancelled("the client went away: generation stopped")
+    return "".join(pieces)
+
+
 # --- output clean-up -----------------------------------------------------------------------------
 # Echoed prompt tags and invented markup ("<news_preview>") are never part of a headline.
 _TAG = re.compile(r"</?\s*[A-Za-z_][\w\-]{0,30}[^<>]{0,40}>")
@@ -212,22 +249,21 @@ class NewsWriter:
         fallback: str,
         options: DecodeOptions,
         on_token: Callable[[str], None] | None = None,
+        cancel: Cancellation | None = None,
     ) -> Generated:
         backend = self.models.get(MODEL_FOR_TASK[task])
         version = self.models.version_of(MODEL_FOR_TASK[task])
         ids = prompt_ids(backend.tokenizer, prompt)
-        pieces: list[str] = []
-        for piece in backend.stream(ids, options):
-            pieces.append(piece)
-            if on_token is not None:
-                on_token(piece)
-        text = CLEAN[task]("".join(pieces))
+        tokenizer = backend.tokenizer
+        raw = decode(backend, ids, options, cancel, on_token)
+        # Special tokens' text is dropped before clean-up, which then sees where sentences end.
+        text = CLEAN[task](strip_special_tokens(tokenizer, raw))
         report = facts.check(text) if text else GroundingReport(0, ["(empty output)"])
         if report.grounded:
             return Generated(text, True, None, prompt.template_id, version)
         # One retry, with what the guard rejected suppressed.
         retry = replace(options, suppress=tuple(u for u in report.unsupported if u[0] != "("))
-        second = CLEAN[task](backend.generate(ids, retry))
+        second = CLEAN[task](strip_special_tokens(tokenizer, decode(backend, ids, retry, cancel)))
         second_report = facts.check(second) if second else GroundingReport(0, ["(empty output)"])
         if second_report.grounded:
             return Generated(second, True, None, prompt.template_id, version, attempts=2)
@@ -242,6 +278,12 @@ class NewsWriter:
         )
 
     # --- tasks ----------------------------------------------------------------------------------
+    def _untrusted(self, task: str, *texts: str) -> list[str]:
+        """Source texts without special tokens: they reach the prompt, the guard's facts and the
+        extracts, and none of those may carry one."""
+        tokenizer = self.models.get(MODEL_FOR_TASK[task]).tokenizer
+        return [strip_special_tokens(tokenizer, text) for text in texts]
+
     def _prompt(self, task: str, text: str, reader: Reader | None) -> RenderedPrompt:
         """The task's template, or its personalized twin with the reader's interests."""
         tokenizer = self.models.get(MODEL_FOR_TASK[task]).tokenizer
@@ -251,21 +293,30 @@ class NewsWriter:
         return task_prompt(tokenizer, f"personalized_{task}", text, interests=interests)
 
     def summary(self, title: str, body: str, reader: Reader | None = None) -> Generated:
+        title, body = self._untrusted("summary", title, body)
         text, extract = self.focus(body, reader)
         prompt = self._prompt("summary", text, reader)
         facts = SourceFacts([title, body])
         return self._guarded("summary", prompt, facts, extract, self.options["summary"])
 
     def headlines(
-        self, title: str, body: str, n: int = 1, reader: Reader | None = None
+        self,
+        title: str,
+        body: str,
+        n: int = 1,
+        reader: Reader | None = None,
+        cancel: Cancellation | None = None,
     ) -> list[Generated]:
         """n distinct grounded headlines: greedy first, then samples; extracts fill any gap."""
+        title, body = self._untrusted("headline", title, body)
         text, extract = self.focus(body, reader)
         backend = self.models.get("headline")
         prompt = self._prompt("headline", text, reader)
         facts = SourceFacts([title, body])
         options = self.options["headline"]
-        first = self._guarded("headline", prompt, facts, lead_headline(extract), options)
+        first = self._guarded(
+            "headline", prompt, facts, lead_headline(extract), options, cancel=cancel
+        )
         results = [first]
         seen = {first.text.lower()}
         ids = prompt_ids(backend.tokenizer, prompt)
@@ -273,7 +324,9 @@ class NewsWriter:
             if len(results) >= n:
                 break
             sampled = replace(options, temperature=0.9, top_p=0.95, seed=seed)
-            candidate = clean_headline(backend.generate(ids, sampled))
+            candidate = clean_headline(
+                strip_special_tokens(backend.tokenizer, decode(backend, ids, sampled, cancel))
+            )
             if candidate and candidate.lower() not in seen and facts.check(candidate).grounded:
                 seen.add(candidate.lower())
                 results.append(
@@ -310,20 +363,24 @@ class NewsWriter:
         sources: list[SourceArticle],
         on_token: Callable[[str], None] | None = None,
         n_headlines: int = 3,
+        cancel: Cancellation | None = None,
     ) -> DraftResult:
-        leads = [(s.id, s.title + "\n" + " ".join(sentences(s.body)[:3])) for s in sources]
-        prompt = render(
-            "draft",
-            audience=audience or "a general audience",
-            brief=brief,
-            sources=format_sources(leads),
-        )
+        """The draft (streamed to `on_token`) and its headlines. Setting `cancel` stops the work
+        at the next token with `GenerationCancelled`: nobody is waiting for it any more."""
+        brief, audience = self._untrusted("draft", brief, audience)
+        sources = [SourceArticle(s.id, *self._untrusted("draft", s.title, s.body)) for s in sources]
+        # The sources as the draft adapter trained on them: text the prompt cuts by tokens.
+        leads = [(s.id, f"{s.title}. {s.body}".strip()) for s in sources]
+        tokenizer = self.models.get(MODEL_FOR_TASK["draft"]).tokenizer
+        prompt = draft_prompt(tokenizer, brief, audience or "a general audience", leads)
         # The brief is the writer's own material: it may supply facts too.
         facts = SourceFacts([brief, *(s.text for s in sources)])
         fallback = " ".join(_as_sentence(lead_sentence(s.body or s.title)) for s in sources[:3])
         fallback = fallback or brief
-        draft = self._guarded("draft", prompt, facts, fallback, self.options["draft"], on_token)
+        options = self.options["draft"]
+        draft = self._guarded("draft", prompt, facts, fallback, options, on_token, cancel)
         # Headlines for the draft stand on the draft and the sources it was grounded on.
         body = "\n".join([draft.text, *(s.body for s in sources[:1])])
-        headlines = self.headlines(sources[0].title if sources else "", body, n=n_headlines)
+        title = sources[0].title if sources else ""
+        headlines = self.headlines(title, body, n=n_headlines, cancel=cancel)
         return DraftResult(headlines, draft, [s.id for s in sources])

@@ -8,6 +8,7 @@ bumping its version.
 
 from __future__ import annotations
 
+import re
 import string
 from dataclasses import dataclass
 from typing import Literal
@@ -92,11 +93,15 @@ def get_template(name: str) -> PromptTemplate:
         raise TemplateError(f"unknown template {name!r}; known: {sorted(TEMPLATES)}") from None
 
 
+# The opening `<` of anything a model could read as one of our block tags, in any case and
+# spacing: `</Article>`, `</article >`, `< /source id="2">`.
+_BLOCK_TAG = re.compile(r"<(?=\s*/?\s*(?:article|brief|source)(?![\w-]))", re.IGNORECASE)
+
+
 def _neutralise(value: str) -> str:
-    # A source cannot close its own block and smuggle text outside it.
-    for tag in ("article", "brief", "source"):
-        value = value.replace(f"</{tag}>", f"</ {tag}>").replace(f"<{tag}>", f"< {tag}>")
-    return value
+    # A source cannot close its own block and smuggle text outside it: its tags lose their `<`
+    # to a look-alike that no longer opens a tag (and that this pattern does not match again).
+    return _BLOCK_TAG.sub("\u2039", value)
 
 
 def format_sources(sources: list[tuple[str, str]]) -> str:

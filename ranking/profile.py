@@ -12,7 +12,7 @@ import json
 import math
 import struct
 from collections import OrderedDict
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from itertools import islice
 
@@ -65,8 +65,9 @@ class UserProfile:
     last_ts: float = 0.0
     n_events: int = 0
     history: OrderedDict[int, HistoryItem] = field(default_factory=OrderedDict)  # newest last
-    read: OrderedDict[int, None] = field(default_factory=OrderedDict)
-    dismissed: OrderedDict[int, None] = field(default_factory=OrderedDict)
+    # article key -> seconds since epoch of its latest event: retention prunes by it
+    read: OrderedDict[int, float] = field(default_factory=OrderedDict)
+    dismissed: OrderedDict[int, float] = field(default_factory=OrderedDict)
     categories: dict[str, float] = field(default_factory=dict)  # decayed positive weight
 
     def __post_init__(self) -> None:
@@ -104,11 +105,11 @@ class UserProfile:
             self.vector_sum += weight * article_vector.astype(np.float32)
             self.weight_sum += abs(weight)
         if event_type == "dismiss":
-            self.dismissed[article_key] = None
+            self.dismissed[article_key] = max(moment, self.dismissed.get(article_key, moment))
             self.history.pop(article_key, None)
             _trim(self.dismissed, config.max_remembered)
             return
-        self.read[article_key] = None
+        self.read[article_key] = max(moment, self.read.get(article_key, moment))
         self.read.move_to_end(article_key)
         _trim(self.read, config.max_remembered)
         item = self.history.pop(article_key, None)
@@ -121,6 +122,29 @@ class UserProfile:
             self.history.popitem(last=False)
         if category:
             self.categories[category] = self.categories.get(category, 0.0) + weight
+
+    def forget_before(self, cutoff: float, events_removed: int) -> None:
+        """Retention: drop the history, read and dismissed entries whose latest event is older
+        than `cutoff` (seconds since epoch), and count `events_removed` fewer events. The
+        decayed sums (vector, categories) keep their share of those events."""
+        self.history = OrderedDict((k, h) for k, h in self.history.items() if h.ts >= cutoff)
+        self.read = OrderedDict((k, ts) for k, ts in self.read.items() if ts >= cutoff)
+        self.dismissed = OrderedDict((k, ts) for k, ts in self.dismissed.items() if ts >= cutoff)
+        self.n_events = max(0, self.n_events - events_removed)
+
+    def copy(self) -> UserProfile:
+        """A profile that changes independently of this one."""
+        return replace(
+            self,
+            vector_sum=self.vector_sum.copy(),
+            history=OrderedDict(
+                (key, HistoryItem(item.key, item.weight, item.ts))
+                for key, item in self.history.items()
+            ),
+            read=self.read.copy(),
+            dismissed=self.dismissed.copy(),
+            categories=dict(self.categories),
+        )
 
     # --- read -------------------------------------------------------------------------------
     @property
@@ -162,8 +186,8 @@ class UserProfile:
                 "last_ts": self.last_ts,
                 "n_events": self.n_events,
                 "history": [[h.key, h.weight, h.ts] for h in self.history.values()],
-                "read": list(self.read),
-                "dismissed": list(self.dismissed),
+                "read": [[key, ts] for key, ts in self.read.items()],
+                "dismissed": [[key, ts] for key, ts in self.dismissed.items()],
                 "categories": self.categories,
             }
         )
@@ -192,7 +216,9 @@ class UserProfile:
                 np.fromiter((h.weight for h in history), np.float64, len(history)).tobytes(),
                 np.fromiter((h.ts for h in history), np.float64, len(history)).tobytes(),
                 np.fromiter(self.read, np.int64, len(self.read)).tobytes(),
+                np.fromiter(self.read.values(), np.float64, len(self.read)).tobytes(),
                 np.fromiter(self.dismissed, np.int64, len(self.dismissed)).tobytes(),
+                np.fromiter(self.dismissed.values(), np.float64, len(self.dismissed)).tobytes(),
                 categories,
             ]
         )
@@ -216,8 +242,12 @@ class UserProfile:
         keys = take(np.int64, n_history).tolist()
         weights = take(np.float64, n_history).tolist()
         stamps = take(np.float64, n_history).tolist()
-        read = take(np.int64, n_read).tolist()
-        dismissed = take(np.int64, n_dismissed).tolist()
+        read = zip(take(np.int64, n_read).tolist(), take(np.float64, n_read).tolist(), strict=True)
+        dismissed = zip(
+            take(np.int64, n_dismissed).tolist(),
+            take(np.float64, n_dismissed).tolist(),
+            strict=True,
+        )
         categories = json.loads(blob[offset : offset + n_cat]) if n_cat else {}
         return cls(
             user_id=user_id,
@@ -229,8 +259,8 @@ class UserProfile:
             history=OrderedDict(
                 (k, HistoryItem(k, w, t)) for k, w, t in zip(keys, weights, stamps, strict=True)
             ),
-            read=OrderedDict.fromkeys(read),
-            dismissed=OrderedDict.fromkeys(dismissed),
+            read=OrderedDict(read),
+            dismissed=OrderedDict(dismissed),
             categories=categories,
         )
 
@@ -246,16 +276,21 @@ class UserProfile:
             last_ts=data["last_ts"],
             n_events=data["n_events"],
             history=OrderedDict((k, HistoryItem(k, w, t)) for k, w, t in data["history"]),
-            read=OrderedDict.fromkeys(data["read"]),
-            dismissed=OrderedDict.fromkeys(data["dismissed"]),
+            read=_timed(data["read"], data["last_ts"]),
+            dismissed=_timed(data["dismissed"], data["last_ts"]),
             categories=data["categories"],
         )
 
 
 # format, dim, weight_sum, last_ts, n_events, then the lengths of history, read, dismissed and
-# the categories' JSON; the arrays follow in that order.
+# the categories' JSON; the arrays (keys, then times) follow in that order.
 _BLOB_HEADER = struct.Struct("<HIddqIIII")
-_BLOB_FORMAT = 1
+_BLOB_FORMAT = 2
+
+
+def _timed(items: list, newest: float) -> OrderedDict[int, float]:
+    """[[key, ts], ...]; a bare key (stored before entries had times) counts as newest."""
+    return OrderedDict((i[0], i[1]) if isinstance(i, list) else (i, newest) for i in items)
 
 
 def _trim(items: OrderedDict, limit: int) -> None:

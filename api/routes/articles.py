@@ -6,7 +6,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Path, Query, Response, status
 
-from api.auth import allow
+from api.auth import AuthorizedRoute, allow
 from api.deps import ServiceDep
 from api.schemas import (
     ARTICLE_ID_PATTERN,
@@ -20,7 +20,7 @@ from api.schemas import (
 )
 from core.errors import InvalidInput
 
-router = APIRouter(prefix="/v1/articles", tags=["articles"])
+router = APIRouter(prefix="/v1/articles", tags=["articles"], route_class=AuthorizedRoute)
 
 ArticleId = Annotated[str, Path(pattern=ARTICLE_ID_PATTERN, description="The article's id.")]
 ERRORS = {404: {"model": ErrorOut}, 413: {"model": ErrorOut}, 422: {"model": ErrorOut}}

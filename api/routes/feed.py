@@ -7,7 +7,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Path, Query, Request, Response
 
-from api.auth import allow
+from api.auth import AuthorizedRoute, allow
 from api.deps import ServiceDep, observe, run_cpu
 from api.schemas import (
     USER_ID_PATTERN,
@@ -22,7 +22,7 @@ from api.schemas import (
 )
 from ranking.recommend import Feed
 
-router = APIRouter(prefix="/v1", tags=["feed"])
+router = APIRouter(prefix="/v1", tags=["feed"], route_class=AuthorizedRoute)
 ERRORS = {413: {"model": ErrorOut}, 422: {"model": ErrorOut}, 503: {"model": ErrorOut}}
 UserId = Annotated[str, Path(pattern=USER_ID_PATTERN, description="The reader's id.")]
 

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Request
 from fastapi.responses import StreamingResponse
+from starlette.types import Receive, Scope, Send
 
-from api.auth import allow
+from api.auth import AuthorizedRoute, allow, require_reader_data
 from api.deps import ServiceDep, observe_async
 from api.errors import error_body
 from api.schemas import (
@@ -24,7 +25,7 @@ from api.schemas import (
     SummaryOut,
 )
 
-router = APIRouter(prefix="/v1", tags=["generation"])
+router = APIRouter(prefix="/v1", tags=["generation"], route_class=AuthorizedRoute)
 ERRORS = {
     404: {"model": ErrorOut},
     413: {"model": ErrorOut},
@@ -87,8 +88,11 @@ async def segment_summary(
 async def headlines(
     request: Request, article_id: ArticleId, payload: HeadlinesIn, service: ServiceDep
 ) -> dict[str, Any]:
-    """`n` distinct grounded headline variants, personalized when `user_id` is given. A cached
-    set is answered without touching the model queue."""
+    """`n` distinct grounded headline variants, personalized when `user_id` is given; cached
+    per (article, segment, n, template, model), and a cached set is answered without touching
+    the model queue. `user_id` needs the app or admin role."""
+    if payload.user_id is not None:
+        require_reader_data(request)
     writing = service.require_writing()
     return await observe_async(
         request, "generation", writing.headlines, article_id, payload.user_id, payload.n
@@ -117,7 +121,10 @@ async def draft(request: Request, payload: DraftIn, service: ServiceDep) -> Any:
     """A draft grounded on related articles, with headline options and the ids it used.
     Streams tokens as server-sent events when asked to; the `done` event carries the guarded
     result, which replaces the streamed text if the guard rejected it. A client that
-    disconnects cancels its draft."""
+    disconnects cancels its draft. `user_id` needs the app or admin role (a `segment` is open
+    to writers)."""
+    if payload.user_id is not None:
+        require_reader_data(request)
     writing = service.require_writing()
     audience = writing.audience_for(payload.audience, payload.segment, payload.user_id)
     # Everything that can fail with a status code fails here, before a stream starts.
@@ -125,27 +132,43 @@ async def draft(request: Request, payload: DraftIn, service: ServiceDep) -> Any:
     if "text/event-stream" not in request.headers.get("accept", ""):
         return await observe_async(request, "generation", writing.draft, job)
 
-    async def events() -> AsyncIterator[str]:
-        stream = writing.draft_events(job)
-        try:
-            async for event in stream:
-                if event.kind == "token":
-                    yield _sse("token", {"text": event.data})
-                elif event.kind == "restart":
-                    yield _sse("restart", event.data)
-                elif event.kind == "error":
-                    yield _sse("error", error_body(failure_of(event.data)))
-                    return
-                else:
-                    result = writing.draft_value(job, event.data)
-                    yield _sse("done", DraftOut.model_validate(result).model_dump())
-                    return
-        finally:
-            await stream.aclose()  # a client that left cancels the job here
+    stream = writing.draft_events(job)
 
-    return StreamingResponse(
-        events(), media_type="text/event-stream", headers={"Cache-Control": "no-cache"}
-    )
+    async def events() -> AsyncIterator[str]:
+        async for event in stream:
+            if event.kind == "token":
+                yield _sse("token", {"text": event.data})
+            elif event.kind == "restart":
+                yield _sse("restart", event.data)
+            elif event.kind == "error":
+                yield _sse("error", error_body(failure_of(event.data)))
+                return
+            else:
+                result = writing.draft_value(job, event.data)
+                yield _sse("done", DraftOut.model_validate(result).model_dump())
+                return
+
+    return _Stream(events(), on_close=stream.aclose)
+
+
+class _Stream(StreamingResponse):
+    """A server-sent event stream that runs `on_close` however it ends: finished, failed, or
+    cancelled because the client disconnected (possibly before the first event was read);
+    closing the job's event stream cancels the job."""
+
+    def __init__(
+        self, content: AsyncIterator[str], on_close: Callable[[], Awaitable[None]]
+    ) -> None:
+        super().__init__(
+            content, media_type="text/event-stream", headers={"Cache-Control": "no-cache"}
+        )
+        self.on_close = on_close
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            await self.on_close()
 
 
 def failure_of(error: dict[str, Any]) -> Exception:

@@ -6,11 +6,11 @@ from typing import Any
 
 from fastapi import APIRouter
 
-from api.auth import allow
+from api.auth import AuthorizedRoute, allow
 from api.deps import ServiceDep
 from api.schemas import ErrorOut, ExampleReadersOut, QualityOut
 
-router = APIRouter(prefix="/v1", tags=["quality"])
+router = APIRouter(prefix="/v1", tags=["quality"], route_class=AuthorizedRoute)
 
 
 @router.get(

@@ -6,11 +6,11 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Request
 
-from api.auth import allow
+from api.auth import AuthorizedRoute, allow
 from api.deps import ServiceDep, run_cpu
 from api.schemas import USER_ID_PATTERN, ErrorOut, UserDeletedOut, UserExportOut
 
-router = APIRouter(prefix="/v1/users", tags=["readers"])
+router = APIRouter(prefix="/v1/users", tags=["readers"], route_class=AuthorizedRoute)
 ERRORS = {401: {"model": ErrorOut}, 403: {"model": ErrorOut}, 404: {"model": ErrorOut}}
 UserId = Annotated[str, Path(pattern=USER_ID_PATTERN, description="The reader's id.")]
 
@@ -22,7 +22,8 @@ UserId = Annotated[str, Path(pattern=USER_ID_PATTERN, description="The reader's 
     dependencies=[allow("admin")],
 )
 async def export_user(request: Request, user_id: UserId, service: ServiceDep) -> dict[str, Any]:
-    """Everything stored about the reader: events, profile, outputs written for them alone."""
+    """Everything stored about the reader: events (each `event_id` is the stored digest of the
+    client's id), profile, outputs written for them alone; 404 if nothing was stored."""
     generated = service.writing.outputs_for_user(user_id) if service.writing else []
     return await run_cpu(request, service.readers.export_user, user_id, generated)
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
+
 ARTICLE = {
     "id": "a-1",
     "title": "Central bank raises rates",
@@ -92,7 +94,7 @@ def test_oversized_body_is_413(client, settings):
 
 
 def test_bulk_over_the_count_limit_is_413(client, service):
-    too_many = [{"title": f"t{i}"} for i in range(service.max_bulk + 1)]
+    too_many = [{"title": f"t{i}"} for i in range(service.articles.max_bulk + 1)]
     response = client.post("/v1/articles/bulk", json={"articles": too_many})
     assert response.status_code == 413 and response.json()["error"]["field"] == "articles"
 
@@ -107,3 +109,35 @@ def test_over_long_title_or_body_is_a_clear_4xx(client, settings):
         "/v1/articles", json={"id": "long", "title": "t" * (limits.max_title_chars + 1)}
     )
     assert title.status_code in (413, 422) and title.json()["error"]["field"].endswith("title")
+
+
+# Before year 1 or after 9999 once in UTC, or before 1900.
+OUT_OF_RANGE = ["0001-01-01T00:00:00+14:00", "9999-12-31T23:59:59-14:00", "1899-12-31T23:59:59"]
+
+
+def test_out_of_range_datetimes_are_a_422_naming_the_field(client):
+    assert client.post("/v1/articles", json=ARTICLE).status_code == 201
+    event = {"user_id": "u1", "article_id": "a-1", "type": "click"}
+    for moment in OUT_OF_RANGE:
+        answers = {
+            "published_at": client.post("/v1/articles", json={**ARTICLE, "published_at": moment}),
+            "ts": client.post("/v1/events", json={**event, "ts": moment}),
+            "since": client.get("/v1/search", params={"q": "rates", "since": moment}),
+        }
+        for field, answer in answers.items():
+            assert answer.status_code == 422, (field, moment, answer.text)
+            assert answer.json()["error"]["field"] == field
+    now = datetime.now(UTC)
+    ahead = client.post("/v1/articles", json={**ARTICLE, "published_at": str(now + timedelta(30))})
+    assert ahead.status_code == 422 and ahead.json()["error"]["field"] == "published_at"
+    soon = client.post("/v1/articles", json={**ARTICLE, "published_at": str(now + timedelta(0.5))})
+    assert soon.status_code == 200  # an embargo of hours is fine
+    # In range with any offset: converted to UTC, as before.
+    far_east = {**ARTICLE, "published_at": "1900-01-01T09:00:00+09:00"}
+    assert (
+        client.post("/v1/articles", json=far_east)
+        .json()["published_at"]
+        .startswith("1900-01-01T00")
+    )
+    since = client.get("/v1/search", params={"q": "rates", "since": "2024-01-01T00:00:00+14:00"})
+    assert since.status_code == 200 and since.json()["results"] == []  # a-1 is from 1900

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -73,6 +74,85 @@ def test_every_route_enforces_its_roles(keyed_client: TestClient) -> None:
                 assert status not in (401, 403), (method, path, role, status)
             else:
                 assert status == 403, (method, path, role, status)
+
+
+def test_keys_and_roles_are_checked_before_the_body_is_parsed(keyed_client: TestClient) -> None:
+    malformed = b'{"not": json'
+    for method, path, body, allowed in MATRIX:
+        if body is None:
+            continue
+        refused = [role for role in KEYS if role != "admin" and role not in allowed]
+        for key, status in [(None, 401), ("wrong-key-0123456789", 401)] + [
+            (KEYS[role], 403) for role in refused
+        ]:
+            headers = {"content-type": "application/json"}
+            if key:
+                headers["Authorization"] = f"Bearer {key}"
+            answer = keyed_client.request(method, path, content=malformed, headers=headers)
+            assert answer.status_code == status, (method, path, key, answer.text)
+        admin = {"Authorization": f"Bearer {KEYS['admin']}", "content-type": "application/json"}
+        assert (
+            keyed_client.request(method, path, content=malformed, headers=admin).status_code == 422
+        )
+
+
+def test_a_request_without_a_key_is_refused_before_its_body_is_read(
+    keyed_client: TestClient,
+) -> None:
+    app = keyed_client.app
+    body = b'{"articles": [' + b'{"title": "x"},' * 400_000 + b'{"title": "y"}]}'  # ~6.4 MB
+    reads = 0
+
+    async def receive() -> dict:
+        nonlocal reads
+        reads += 1
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    sent: list[dict] = []
+
+    async def send(message: dict) -> None:
+        sent.append(message)
+
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0", "spec_version": "2.3"},
+        "http_version": "1.1",
+        "method": "POST",
+        "scheme": "http",
+        "path": "/v1/articles/bulk",
+        "raw_path": b"/v1/articles/bulk",
+        "query_string": b"",
+        "root_path": "",
+        "headers": [(b"content-type", b"application/json"), (b"content-length", b"%d" % len(body))],
+        "client": ("127.0.0.1", 5000),
+        "server": ("testserver", 80),
+    }
+    asyncio.run(app(scope, receive, send))  # type: ignore[arg-type]
+    assert sent[0]["status"] == 401 and reads == 0
+
+
+def test_only_roles_entitled_to_reader_data_may_name_a_reader(keyed_client: TestClient) -> None:
+    click = {"user_id": "u1", "article_id": "h1", "type": "click"}
+    app = {"Authorization": f"Bearer {KEYS['app']}"}
+    assert keyed_client.post("/v1/events", json=click, headers=app).status_code == 200
+    # (path, body naming a reader, roles that may call the route but not for a reader)
+    cases = [
+        ("/v1/articles/nope/headlines", {"n": 1}, ("cms", "writer")),
+        ("/v1/drafts", {"brief": " "}, ("writer",)),
+    ]
+    for path, body, roles in cases:
+        for role in roles:
+            headers = {"Authorization": f"Bearer {KEYS[role]}"}
+            # The same answer whether the reader exists or not: nothing about them leaks.
+            for reader in ("u1", "nobody"):
+                answer = keyed_client.post(path, json={**body, "user_id": reader}, headers=headers)
+                assert answer.status_code == 403, (path, role, reader, answer.text)
+                assert answer.json()["error"]["field"] == "user_id"
+            without = keyed_client.post(path, json=body, headers=headers)
+            assert without.status_code in (404, 422), (path, role)  # past the role checks
+        admin = {"Authorization": f"Bearer {KEYS['admin']}"}
+        answer = keyed_client.post(path, json={**body, "user_id": "u1"}, headers=admin)
+        assert answer.status_code in (404, 422), (path, answer.text)
 
 
 def test_the_matrix_covers_every_api_route(keyed_client: TestClient) -> None:

@@ -90,6 +90,23 @@ def test_events_are_idempotent_and_validated(client, loaded):
     assert future.status_code == 422 and future.json()["error"]["field"] == "ts"
 
 
+def test_an_event_id_is_unique_per_reader_not_across_readers(client, loaded):
+    article = next(iter(loaded))
+    assert _click(client, "u1", article, event_id="e-1") == {"accepted": 1, "duplicates": 0}
+    # Another reader's event with the same id is their own event, in a batch or alone.
+    assert _click(client, "u2", article, event_id="e-1") == {"accepted": 1, "duplicates": 0}
+    batch = {
+        "events": [
+            {"event_id": "e-9", "user_id": u, "article_id": article, "type": "click"}
+            for u in ("u1", "u2", "u3", "u1")
+        ]
+    }
+    assert client.post("/v1/events", json=batch).json() == {"accepted": 3, "duplicates": 1}
+    assert _click(client, "u3", article, event_id="e-1") == {"accepted": 1, "duplicates": 0}
+    assert _click(client, "u2", article, event_id="e-1") == {"accepted": 0, "duplicates": 1}
+    assert client.get("/healthz").json()["events"] == 6
+
+
 def test_feed_contract_exclusions_and_explanations(client, loaded):
     sports = _by_category(loaded, "sports")
     for article in sports[:5]:
@@ -169,5 +186,10 @@ def test_rank_endpoint_and_bad_requests(client, loaded):
         client.post("/v1/rank", json={"user_id": "x", "article_ids": ["nope"]}).status_code == 422
     )
     assert client.post("/v1/rank", json={"user_id": "x", "article_ids": []}).status_code == 422
+    # No id that could not exist is echoed back as unknown (a 422 does not echo it either).
+    for bad in ("N" * 200, "bad id", "<script>"):
+        answer = client.post("/v1/rank", json={"user_id": "x", "article_ids": [ids[1], bad]})
+        assert answer.status_code == 422 and bad not in answer.text
+        assert answer.json()["error"]["field"] == "article_ids[1]"
     assert client.get("/v1/users/u/feed", params={"k": 0}).status_code == 422
     assert client.get("/v1/users/bad user/feed").status_code == 422

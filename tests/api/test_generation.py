@@ -2,28 +2,37 @@
 
 The served path runs the real factory on a tiny random Llama (it writes nonsense, so the guard
 falls back to extracts: exactly the path that must never break); streaming uses a scripted
-backend so there are real tokens to stream."""
+backend so there are real tokens to stream, and a real uvicorn where a client drops a stream."""
 
 from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
+import httpx
 import pytest
+import uvicorn
+from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from api.app import create_app
 from core.service import NewsroomService
 from core.settings import GenerationConfig, Settings
 from core.writing import WritingService
+from generation.backends import DecodeOptions, LMBackend
+from generation.cache import LocalGenerationCache
+from generation.jobs import JobRunner
 from generation.lm import load_tokenizer
-from generation.pool import GenerationPool
+from generation.queue import LocalGenerationQueue
 from generation.writer import ModelSet, NewsWriter
 from retrieval.embedder import Embedder
 from tests.generation.conftest import ScriptedBackend
 
+SSE = {"Accept": "text/event-stream"}
 BODY = (
     "The city council approved a budget of 12 million pounds on Tuesday. Mayor Ellen Park said "
     "the money would fund 40 new buses. Opposition councillors voted against the plan."
@@ -76,6 +85,24 @@ def gen_client(gen_settings: Settings, gen_service: NewsroomService) -> Iterator
         yield client
 
 
+def _serve_with(
+    writing: WritingService, backend: LMBackend, workers: int = 1, queue_size: int = 8
+) -> LocalGenerationQueue:
+    """Generation on `backend` (scripted) through a fresh local queue of this size."""
+    models = ModelSet(lambda _adapter: backend, {})
+    writing.models = models
+    writing.queue.close()
+    writing.queue = LocalGenerationQueue(workers, queue_size, lambda: JobRunner(NewsWriter(models)))
+    return writing.queue
+
+
+def _full_queue(writing: WritingService, release: threading.Event) -> None:
+    queue = LocalGenerationQueue(1, 1, lambda: JobRunner(NewsWriter(writing.models)))
+    writing.queue = queue
+    queue.pool.submit(release.wait)
+    queue.pool.submit(release.wait)
+
+
 def test_personalized_summary_is_grounded_and_then_cached(
     gen_client: TestClient, gen_service: NewsroomService
 ) -> None:
@@ -90,14 +117,15 @@ def test_personalized_summary_is_grounded_and_then_cached(
     assert body["summary"]
     second = gen_client.get("/v1/users/reader-1/articles/council/summary").json()
     assert second["cached"] is True and second["summary"] == body["summary"]
-    # After a restart the database still has it.
-    assert gen_service.writing is not None
-    fresh = WritingService.__new__(WritingService)
-    fresh.__dict__.update(gen_service.writing.__dict__)
-    from generation.cache import GenerationCache
-
-    fresh.cache = GenerationCache(gen_service.storage)
-    assert fresh.cached_summary("reader-1", "council")["summary"] == body["summary"]  # type: ignore[index]
+    # After a restart (an empty fast layer) the database still has it.
+    writing = gen_service.writing
+    assert writing is not None
+    fresh = LocalGenerationCache(gen_service.storage)
+    article = gen_service.storage.get_article("council")
+    key = writing._summary_key(article, writing.reader_for("reader-1"))
+    assert fresh.get(key)["summary"] == body["summary"]  # type: ignore[index]
+    # One cold request was one miss, the repeat one hit (the hit rate reads true).
+    assert writing.cache.counts() == (1, 1)
 
 
 def test_unknown_reader_gets_the_generic_summary_and_unknown_article_404(
@@ -153,7 +181,7 @@ def test_drafts_stream_tokens_then_the_checked_result(
     scripted = ScriptedBackend(
         load_tokenizer(tiny_lm_dir), ["Mayor Ellen Park said the budget funds 40 new buses."]
     )
-    writing.writer = NewsWriter(ModelSet(lambda _a: scripted, {}))
+    _serve_with(writing, scripted)
     with gen_client.stream(
         "POST",
         "/v1/drafts",
@@ -176,10 +204,8 @@ def test_a_full_generation_queue_answers_503_with_retry_after(
 ) -> None:
     writing = gen_service.writing
     assert writing is not None
-    writing.pool = GenerationPool(workers=1, queue_size=1)
     release = threading.Event()
-    writing.pool.submit(release.wait)
-    writing.pool.submit(release.wait)
+    _full_queue(writing, release)
     try:
         response = gen_client.post("/v1/articles/council/headlines", json={"n": 1})
         assert response.status_code == 503
@@ -187,3 +213,108 @@ def test_a_full_generation_queue_answers_503_with_retry_after(
         assert int(response.headers["Retry-After"]) >= 1
     finally:
         release.set()
+
+
+def test_cached_headlines_are_answered_while_the_queue_is_full(
+    gen_client: TestClient, gen_service: NewsroomService
+) -> None:
+    first = gen_client.post("/v1/articles/council/headlines", json={"n": 2})
+    assert first.status_code == 200 and first.json()["cached"] is False
+    writing = gen_service.writing
+    assert writing is not None
+    release = threading.Event()
+    _full_queue(writing, release)
+    try:
+        again = gen_client.post("/v1/articles/council/headlines", json={"n": 2})
+        assert again.status_code == 200, again.text
+        assert again.json()["cached"] is True
+        assert again.json()["headlines"] == first.json()["headlines"]
+        # What is not cached still needs the model, and still gets a clear 503.
+        assert gen_client.post("/v1/articles/match/headlines", json={"n": 2}).status_code == 503
+    finally:
+        release.set()
+
+
+class SlowBackend(ScriptedBackend):
+    """A token every 20 ms up to `max_new_tokens` (a draft's 200: 4 s): long enough to see
+    whether a draft stops."""
+
+    def __init__(self, tokenizer) -> None:  # type: ignore[no-untyped-def]
+        super().__init__(tokenizer, ["unused"])
+        self.started = 0
+        self.produced = 0
+
+    def stream(self, prompt_ids: list[int], options: DecodeOptions) -> Iterator[str]:
+        self.started += 1
+        for n in range(options.max_new_tokens):
+            time.sleep(0.02)
+            self.produced += 1
+            yield f" word{n}"
+
+
+@contextmanager
+def _serving(app: FastAPI) -> Iterator[str]:
+    """The app behind a real uvicorn (the test client cannot drop a connection mid-stream)."""
+    server = uvicorn.Server(
+        uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", access_log=False)
+    )
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started:
+        assert time.monotonic() < deadline and thread.is_alive(), "uvicorn did not start"
+        time.sleep(0.05)
+    port = server.servers[0].sockets[0].getsockname()[1]
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=30)
+
+
+def _until(condition: Callable[[], bool], seconds: float = 3.0) -> bool:
+    deadline = time.monotonic() + seconds
+    while not condition() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return condition()
+
+
+def test_a_dropped_draft_stream_stops_generating_and_frees_the_pool(
+    gen_client: TestClient, gen_settings: Settings, gen_service: NewsroomService, tiny_lm_dir: Path
+) -> None:
+    writing = gen_service.writing
+    assert writing is not None
+    slow = SlowBackend(load_tokenizer(tiny_lm_dir))
+    queue = _serve_with(writing, slow)
+    request = {"brief": "Buses", "related_k": 1}
+    with (
+        _serving(create_app(gen_settings, gen_service)) as base,
+        httpx.Client(base_url=base, timeout=10) as http,
+    ):
+        # Dropped after the first token: the job stops at its next token and frees its slot.
+        with http.stream("POST", "/v1/drafts", json=request, headers=SSE) as response:
+            assert response.status_code == 200
+            assert any(line.startswith("event: token") for line in response.iter_lines())
+        assert _until(lambda: queue.depth == 0), "the abandoned draft kept its slot"
+        stopped_at = slow.produced
+        time.sleep(0.3)
+        assert slow.produced == stopped_at < 100
+
+        # Dropped while queued behind another job: it never starts.
+        queue = _serve_with(writing, slow, workers=1, queue_size=4)
+        release = threading.Event()
+        blocker = queue.pool.submit(release.wait)
+        with http.stream("POST", "/v1/drafts", json=request, headers=SSE) as response:
+            assert response.status_code == 200
+            assert _until(lambda: queue.depth == 2)
+        assert _until(lambda: queue.depth == 1), "the queued draft kept its slot"
+        release.set()
+        blocker.result(timeout=5)
+        time.sleep(0.3)
+        assert slow.started == 1 and queue.depth == 0
+
+        # A stream read to the end is unaffected.
+        slow_done = slow.produced
+        with http.stream("POST", "/v1/drafts", json=request, headers=SSE) as response:
+            lines = [line for line in response.iter_lines() if line.startswith("event:")]
+        assert lines[-1] == "event: done" and slow.produced - slow_done >= 200

@@ -41,7 +41,7 @@ def test_search_bad_parameters(client, service):
         ({"q": ""}, "q"),
         ({"q": "x", "k": 0}, "k"),
         ({"q": "x", "k": "ten"}, "k"),
-        ({"q": "x", "k": service.max_k + 1}, "k"),
+        ({"q": "x", "k": service.articles.max_k + 1}, "k"),
         ({"q": "x", "since": "not-a-date"}, "since"),
         ({"q": "   "}, "q"),
     ]:
@@ -54,6 +54,9 @@ def test_search_bad_parameters(client, service):
 def test_health_and_docs(client, database_url):
     _load(client)
     health = client.get("/healthz").json()
+    live, position = health.pop("live"), health.pop("log")
+    assert live["mode"] == "embedded" and live["pid"] > 0
+    assert position["changes_applied"] >= 1 and position["errors"] == 0
     assert health == {
         "status": "ok",
         "articles": 6,
@@ -64,7 +67,7 @@ def test_health_and_docs(client, database_url):
         "ranker": "ranker",
         "events": 0,
         "keys_required": False,
-        "feed_workers": 0,
+        "mode": "embedded",
     }
     assert client.get("/docs").status_code == 200
     assert "/v1/search" in client.get("/openapi.json").json()["paths"]

@@ -4,10 +4,21 @@ from datetime import UTC, datetime
 
 import numpy as np
 import pytest
+from sqlalchemy import (
+    Column,
+    DateTime,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    create_engine,
+    select,
+)
+from sqlalchemy.exc import IntegrityError
 
-from core.domain import ArticleDraft
+from core.domain import ArticleDraft, Event
 from core.errors import ArticleNotFound
-from core.storage import ArticleWrite, Storage
+from core.storage import ArticleWrite, EventRow, IncompatibleDatabase, Storage
 
 
 def _write(draft: ArticleDraft, vector: np.ndarray | None, key: int | None = None) -> ArticleWrite:
@@ -84,3 +95,51 @@ def test_catalog_rows_delete_and_embeddings_stream(tmp_path, database_url):
     streamed_keys, vectors = next(storage.embeddings(batch=100))
     assert streamed_keys.tolist() == keys[1:]
     assert vectors.shape == (5, 3) and vectors.dtype == np.float32
+
+
+def _event(user: str, event_id: str, key: int = 1) -> Event:
+    return Event(event_id, user, "a1", key, "click", datetime(2024, 5, 1, tzinfo=UTC))
+
+
+def test_event_ids_are_unique_per_reader_and_stored_as_keyed_digests(tmp_path, database_url):
+    storage = Storage(database_url or f"sqlite:///{tmp_path / 'db.sqlite'}", b"k" * 32)
+    storage.record_events([_event("reader-7", "e-1"), _event("reader-8", "e-1")], [])
+    # The same id from another reader is that reader's own event, not a duplicate.
+    assert storage.count_events() == 2
+    asked = [("reader-7", "e-1"), ("reader-8", "e-1"), ("reader-9", "e-1"), ("reader-7", "e-2")]
+    assert storage.known_events(asked) == {("reader-7", "e-1"), ("reader-8", "e-1")}
+    with storage.engine.connect() as conn:
+        stored = set(conn.execute(select(EventRow.user_id, EventRow.event_id)).all())
+    pseudonyms = [storage.pseudonym(u) for u in ("reader-7", "reader-8")]
+    assert stored == {(p, storage.event_digest(p, "e-1")) for p in pseudonyms}
+    assert all(d.startswith("e_") and "e-1" not in d for _, d in stored)
+    # One reader's id twice is refused by the database itself, not only by the lookup.
+    with pytest.raises(IntegrityError):
+        storage.record_events([_event("reader-7", "e-1")], [])
+
+
+def test_a_database_with_the_old_event_layout_is_refused_with_what_to_do(tmp_path, database_url):
+    url = database_url or f"sqlite:///{tmp_path / 'db.sqlite'}"
+    old = MetaData()
+    Table(  # events as the first releases created them: client ids unique across all readers
+        "events",
+        old,
+        Column("seq", Integer, primary_key=True),
+        Column("event_id", String(64), unique=True),
+        Column("user_id", String(128), index=True),
+        Column("article_key", Integer),
+        Column("type", String(16)),
+        Column("dwell_ms", Integer, nullable=True),
+        Column("ts", DateTime(timezone=True)),
+    )
+    engine = create_engine(url)
+    old.create_all(engine)
+    engine.dispose()
+    with pytest.raises(IncompatibleDatabase, match="Re-create the data dir"):
+        Storage(url)
+
+
+def test_a_database_made_by_this_code_opens_again(tmp_path, database_url):
+    url = database_url or f"sqlite:///{tmp_path / 'db.sqlite'}"
+    Storage(url).close()
+    Storage(url).close()

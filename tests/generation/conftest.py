@@ -22,9 +22,11 @@ class ScriptedBackend(LMBackend):
         super().__init__(tokenizer, "scripted")
         self.outputs = list(outputs)
         self.calls: list[DecodeOptions] = []
+        self.prompts: list[list[int]] = []
 
     def stream(self, prompt_ids: list[int], options: DecodeOptions) -> Iterator[str]:
         self.calls.append(options)
+        self.prompts.append(prompt_ids)
         text = self.outputs.pop(0) if len(self.outputs) > 1 else self.outputs[0]
         for position, word in enumerate(text.split(" ")):
             yield word if position == 0 else " " + word

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 
 import pytest
@@ -85,3 +86,14 @@ def test_torch_repetition_penalty_spares_the_prompt() -> None:
     assert torch.equal(penalty(ids, scores), expected)
     negative = GeneratedRepetitionPenalty(2.0, prompt_len=0)(torch.tensor([[2]]), scores.clone())
     assert negative[0, 2] == -4.0  # a negative score is multiplied, as in CTRL
+
+
+def test_closing_a_torch_stream_stops_its_decoding(tiny_lm_dir: Path, tmp_path: Path) -> None:
+    backend = load_backend("torch", tiny_lm_dir, None, tmp_path)
+    ids = prompt_ids(backend.tokenizer, task_prompt(backend.tokenizer, "headline", "Some news."))
+    before = set(threading.enumerate())
+    stream = backend.stream(ids, DecodeOptions(max_new_tokens=1500))
+    assert next(stream)
+    assert set(threading.enumerate()) - before  # generate() runs on a thread of its own
+    stream.close()  # a consumer that stops reading (a client that went away)
+    assert not set(threading.enumerate()) - before  # ... which has stopped, not decoding on

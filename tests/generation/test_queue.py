@@ -10,9 +10,9 @@ from typing import Any
 
 import pytest
 
-from core.errors import Overloaded
+from core.errors import GenerationCancelled, Overloaded
 from core.settings import GenerationConfig
-from generation.jobs import GenerationFailed, GenerationJob, JobCancelled, JobRunner
+from generation.jobs import GenerationFailed, GenerationJob, JobRunner
 from generation.queue import WORKERS_KEY, LocalGenerationQueue, RedisGenerationQueue
 
 
@@ -30,7 +30,7 @@ class SlowRunner(JobRunner):
             for n in range(self.tokens):
                 if cancelled is not None and cancelled():
                     self.cancelled_at = n
-                    raise JobCancelled("the client went away")
+                    raise GenerationCancelled("the client went away")
                 if on_token is not None:
                     on_token(f"w{n} ")
                 time.sleep(self.delay)

@@ -82,3 +82,18 @@ def test_recent_keys_are_history_weights_order_without_weights():
     newest_first = [k for k, _ in profile.history_weights(config)]
     assert profile.recent_keys(3) == newest_first[:3] == [2, 9, 5]
     assert profile.recent_keys(50) == newest_first
+
+
+def test_retention_forgets_entries_older_than_the_cutoff_and_their_count():
+    config = ProfileConfig()
+    profile = UserProfile("u", 3)
+    profile.apply("click", 1, A, "sport", T0, config)
+    profile.apply("dismiss", 2, B, None, T0, config)
+    profile.apply("click", 3, B, "tech", T0 + timedelta(days=10), config)
+    profile.apply("click", 1, A, "sport", T0 + timedelta(days=12), config)  # read again later
+    stored = UserProfile.from_state("u", profile.vector_sum.tobytes(), profile.state_json())
+    stored.forget_before((T0 + timedelta(days=5)).timestamp(), events_removed=2)
+    assert list(stored.history) == [3, 1] and set(stored.read) == {1, 3}
+    assert not stored.dismissed and stored.n_events == 2
+    stored.forget_before((T0 + timedelta(days=11)).timestamp(), events_removed=1)
+    assert list(stored.history) == [1] and list(stored.read) == [1] and stored.n_events == 1

@@ -1,12 +1,19 @@
 """Diversification: the eager MMR pass (a full category leaves the pool at once) picks exactly
-what the item-by-item pass picks. Serving's array-backed popularity counts equal the Counters."""
+what the item-by-item pass picks. Serving's array-backed popularity counts equal the Counters.
+Profiles: a load racing an event write never loses an event; writes are copy-on-write."""
 
 from __future__ import annotations
+
+import threading
 
 import numpy as np
 import pytest
 
+from core.domain import EventDraft
+from core.service import NewsroomService
+from core.storage import StoredProfile
 from ranking.features import KeyedPopularityCounts, PopularityCounts
+from ranking.profile_store import LocalProfileCache, to_profile
 from ranking.recommend import mmr_order
 
 
@@ -96,3 +103,73 @@ def test_taking_a_reader_out_equals_counting_without_them(seed: int) -> None:
     keys = list(range(30))
     np.testing.assert_array_equal(everyone.popularity.raw(keys), without.popularity.raw(keys))
     assert "u2" not in everyone.recent
+
+
+def _click(article_id: str, event_id: str) -> EventDraft:
+    return EventDraft("u1", article_id, "click", event_id=event_id)
+
+
+def test_a_profile_loaded_during_an_event_write_never_replaces_the_newer_one(
+    service: NewsroomService, headline_drafts: list, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    service.articles.ingest(headline_drafts)
+    service.readers.record_events([_click("h1", "e1")])
+    assert service.recommender is not None
+    profiles = service.recommender.profiles
+    profiles.cache = LocalProfileCache()  # as after a restart: the next read loads it
+    load = service.storage.load_profile
+    loaded, resume = threading.Event(), threading.Event()
+
+    def load_then_pause(pseudonym: str) -> StoredProfile | None:
+        stored = load(pseudonym)
+        if threading.current_thread() is feed:  # the feed holds the 1-event profile ...
+            loaded.set()
+            assert resume.wait(10)
+        return stored
+
+    monkeypatch.setattr(service.storage, "load_profile", load_then_pause)
+    feed = threading.Thread(target=profiles.get, args=("u1",))
+    feed.start()
+    assert loaded.wait(10)
+    service.readers.record_events([_click("h2", "e2")])  # ... while a click is stored and committed
+    resume.set()
+    feed.join(10)
+    service.readers.record_events([_click("h3", "e3")])
+    assert service.storage.count_events() == 3
+    cached = profiles.get("u1")
+    stored_row = load(service.storage.pseudonym("u1"))
+    assert stored_row is not None
+    stored = to_profile(stored_row)
+    assert cached is not None and cached.n_events == stored.n_events == 3
+    assert (
+        set(cached.read)
+        == set(stored.read)
+        == {service.articles.catalog.key_of(a) for a in ["h1", "h2", "h3"]}
+    )
+
+
+def test_events_change_no_cached_profile_before_they_are_stored(
+    service: NewsroomService, headline_drafts: list, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    service.articles.ingest(headline_drafts)
+    service.readers.record_events([_click("h1", "e1")])
+    assert service.recommender is not None
+    profiles = service.recommender.profiles
+    before = profiles.get("u1")
+    assert before is not None
+    vector, read = before.vector_sum.copy(), list(before.read)
+
+    def disk_full(*_args: object) -> None:
+        raise OSError("disk full")
+
+    monkeypatch.setattr(service.storage, "record_events", disk_full)
+    with pytest.raises(OSError):
+        service.readers.record_events([_click("h2", "e2")])
+    # Nothing the failed write touched is visible, and the cached profile is still the one.
+    assert before.n_events == 1 and list(before.read) == read
+    assert np.array_equal(before.vector_sum, vector) and profiles.get("u1") is before
+    monkeypatch.undo()
+    service.readers.record_events([_click("h2", "e2")])
+    after = profiles.get("u1")
+    assert after is not None and after is not before
+    assert after.n_events == 2 and before.n_events == 1  # a feed holding `before` kept it whole
