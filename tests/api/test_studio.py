@@ -193,6 +193,6 @@ def test_example_readers_come_from_the_demo_file_only(
     assert client.get("/v1/example-readers").json() == {"readers": []}
     service.status.write_example_readers(["mind-u1", "mind-u2"])
     assert client.get("/v1/example-readers").json() == {"readers": ["mind-u1", "mind-u2"]}
-    assert service.example_readers_path is not None
-    service.example_readers_path.write_text("{broken")
+    assert service.status.example_readers_path is not None
+    service.status.example_readers_path.write_text("{broken")
     assert client.get("/v1/example-readers").json() == {"readers": []}

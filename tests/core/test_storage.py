@@ -103,7 +103,9 @@ def _event(user: str, event_id: str, key: int = 1) -> Event:
 
 def test_event_ids_are_unique_per_reader_and_stored_as_keyed_digests(tmp_path, database_url):
     storage = Storage(database_url or f"sqlite:///{tmp_path / 'db.sqlite'}", b"k" * 32)
-    storage.record_events([_event("reader-7", "e-1"), _event("reader-8", "e-1")], [])
+    storage.record_events(
+        [_event("reader-7", "e-1"), _event("reader-8", "e-1")], lambda _stored: []
+    )
     # The same id from another reader is that reader's own event, not a duplicate.
     assert storage.count_events() == 2
     asked = [("reader-7", "e-1"), ("reader-8", "e-1"), ("reader-9", "e-1"), ("reader-7", "e-2")]
@@ -115,7 +117,7 @@ def test_event_ids_are_unique_per_reader_and_stored_as_keyed_digests(tmp_path, d
     assert all(d.startswith("e_") and "e-1" not in d for _, d in stored)
     # One reader's id twice is refused by the database itself, not only by the lookup.
     with pytest.raises(IntegrityError):
-        storage.record_events([_event("reader-7", "e-1")], [])
+        storage.record_events([_event("reader-7", "e-1")], lambda _stored: [])
 
 
 def test_a_database_with_the_old_event_layout_is_refused_with_what_to_do(tmp_path, database_url):

@@ -114,7 +114,7 @@ def test_draft_prompts_stay_bounded_however_long_the_sources(scripted) -> None: 
     assert backend.prompts and max(map(len, backend.prompts)) <= MAX_DRAFT_PROMPT_TOKENS
     # Every source still gets its say: its title and the start of its text.
     first = models.get("base").tokenizer.decode(backend.prompts[0])
-    assert all(f"{TITLE} {i}\nthe city council" in first for i in range(8))
+    assert all(f"{TITLE} {i}. the city council" in first for i in range(8))
 
 
 def test_outputs_and_extracts_never_carry_special_tokens(scripted) -> None:  # type: ignore[no-untyped-def]
