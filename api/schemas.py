@@ -347,12 +347,57 @@ class DraftIn(BaseModel):
         description="Write for this reader's interests (their segment's); not with `segment`. "
         "Needs the app or admin role.",
     )
-    related_k: int = Field(3, ge=0, le=8, description="Related articles to ground it on.")
+    related_k: int = Field(
+        3, ge=0, le=8, description="Related articles (nearest the brief) to ground it on."
+    )
+    sources: list[Annotated[str, Field(pattern=ARTICLE_ID_PATTERN)]] = Field(
+        default_factory=list,
+        max_length=8,
+        description="Article ids the writer chose (wire copy, notes, earlier coverage already "
+        "ingested), besides or instead of `related_k`; an unknown id is a 422 naming it.",
+    )
+
+
+class CitationOut(BaseModel):
+    article_id: str
+    sentence: str = Field(description="The source sentence that supports the draft sentence.")
+    start: int = Field(description="Its character offsets in `title + '. ' + body`.")
+    end: int
+    similarity: float = Field(description="Cosine similarity of the two sentences (MiniLM).")
+
+
+class DraftSentenceOut(BaseModel):
+    text: str
+    origin: Literal["model", "extract"] = Field(
+        description="`model`: the model's own words, checked; `extract`: a source sentence "
+        "standing in for a model sentence the checks rejected."
+    )
+    citations: list[CitationOut]
+    verbatim: bool = Field(description="A model sentence that copies its source nearly verbatim.")
+    rejected: str | None = Field(None, description="The model sentence an extract replaced.")
+    unsupported: list[str] = Field(
+        default_factory=list, description="Why it was rejected: facts or pairs no source holds."
+    )
+
+
+class DraftSentenceIn(BaseModel):
+    brief: str = Field(min_length=1, max_length=4000)
+    audience: str | None = Field(None, max_length=200)
+    sources: list[Annotated[str, Field(pattern=ARTICLE_ID_PATTERN)]] = Field(
+        min_length=1, max_length=8, description="The draft's `source_ids`."
+    )
+    sentences: list[Annotated[str, Field(max_length=2000)]] = Field(
+        min_length=1, max_length=40, description="The draft's sentences, in order."
+    )
+    index: int = Field(ge=0, description="Which sentence to write again.")
 
 
 class DraftOut(BaseModel):
     audience: str = Field(description="The audience line the draft was written for.")
-    draft: GeneratedOut
+    draft: GeneratedOut = Field(description="The whole draft: its sentences joined.")
+    sentences: list[DraftSentenceOut] = Field(
+        description="The draft sentence by sentence, each with its citations."
+    )
     headlines: list[GeneratedOut]
     source_ids: list[str] = Field(description="Articles the draft was grounded on.")
     template: str

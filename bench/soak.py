@@ -9,8 +9,8 @@ the server's RSS is sampled every 5 s. Growth is measured from the end of the fi
 Phase 2 (isolation): 4 clients ask for feeds for `--phase-seconds`, once alone and once while
 one client keeps the generation pool busy with uncached summaries and drafts.
 
-Run: `.venv/bin/python -m bench.soak [--minutes 4 --clients 8] [--feed-workers 2]` (the server's
-feed replica processes, as `make demo` runs it; 0 scores feeds in the serving process).
+Run: `.venv/bin/python -m bench.soak [--minutes 4 --clients 8]` (one embedded `newsroom serve`,
+as `make demo` runs it; `bench.feed_load --servers` compares the shared mode's processes).
 Targets: 0 errors; RSS growth after warm-up < 5%; feed p99 under generation load <= 1.5x idle.
 """
 
@@ -160,17 +160,11 @@ async def _generation_pressure(
     return done
 
 
-async def bench(
-    data: Path, minutes: float, clients: int, phase_seconds: float, feed_workers: int = 2
-) -> dict[str, Any]:
+async def bench(data: Path, minutes: float, clients: int, phase_seconds: float) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="bench-soak-") as tmp:
         data_dir = Path(tmp)
         link_shared_models(data_dir)
-        server = Server(
-            data_dir,
-            data_dir / "server.log",
-            {"NEWSROOM_RANKING__FEED_WORKERS": str(feed_workers)},
-        )
+        server = Server(data_dir, data_dir / "server.log", {})
         server.start(timeout_s=180)
         try:
             async with httpx.AsyncClient(base_url=server.base_url, timeout=300) as client:
@@ -226,7 +220,6 @@ async def bench(
     return {
         "minutes": minutes,
         "clients": clients,
-        "feed_workers": feed_workers,
         "routes": {route: latency_ms(values) for route, values in soak.latency.items()},
         "errors": errors,
         "error_examples": {route: v[:3] for route, v in soak.errors.items()},
@@ -252,17 +245,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--minutes", type=float, default=4.0)
     parser.add_argument("--clients", type=int, default=8)
     parser.add_argument("--phase-seconds", type=float, default=60.0)
-    parser.add_argument(
-        "--feed-workers",
-        type=int,
-        default=2,
-        help="feed replica processes in the server (0: feeds scored in the serving process)",
-    )
     args = parser.parse_args(argv)
     setup_logging()
-    result = asyncio.run(
-        bench(args.data, args.minutes, args.clients, args.phase_seconds, args.feed_workers)
-    )
+    result = asyncio.run(bench(args.data, args.minutes, args.clients, args.phase_seconds))
     rows = [
         [
             route,

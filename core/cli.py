@@ -433,6 +433,47 @@ def eval_generation(
     )
 
 
+@app.command("eval-checker")
+def eval_checker(
+    data: Annotated[Path, typer.Option(help="BBC News Summary folder.")],
+    json_out: Annotated[Path, typer.Option("--json", help="Where to write the JSON report.")],
+    limit: Annotated[int, typer.Option(min=1, help="Articles to build cases from.")] = 200,
+    split: Annotated[
+        str, typer.Option(help="val: the fine-tune's held-out part; all: every article.")
+    ] = "val",
+) -> None:
+    """Precision/recall of the lexical and semantic checks on corrupted real sentences."""
+    from evaluation.checker import EvalCheckerConfig, format_table, main
+
+    _check_choice(split, ("val", "all"), "--split")
+    report = main(EvalCheckerConfig(data=data, json_out=json_out, limit=limit, split=split))
+    typer.echo(format_table(report))
+
+
+@app.command("eval-drafts")
+def eval_drafts(
+    ctx: typer.Context,
+    data: Annotated[Path, typer.Option(help="BBC News Summary folder.")],
+    json_out: Annotated[Path, typer.Option("--json", help="Where to write the JSON report.")],
+    limit: Annotated[int, typer.Option(min=1, help="Held-out drafts per system.")] = 12,
+) -> None:
+    """Drafts on held-out articles: model-written share, verbatim, unsupported, speed."""
+    from evaluation.drafts import EvalDraftsConfig, format_table, main
+
+    settings = _settings(ctx)
+    report = main(
+        EvalDraftsConfig(
+            data=data,
+            json_out=json_out,
+            data_dir=settings.data_dir,
+            generation=settings.generation,
+            retrieval=settings.retrieval,
+            limit=limit,
+        )
+    )
+    typer.echo(format_table(report))
+
+
 @app.command("pregenerate")
 def pregenerate(
     ctx: typer.Context,

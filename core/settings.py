@@ -81,6 +81,9 @@ class GenerationConfig(BaseModel):
     summary_adapter: Path | None = Field(
         REPO_ROOT / "models" / "lora-summary", description="LoRA for summaries (None: base)."
     )
+    draft_adapter: Path | None = Field(
+        REPO_ROOT / "models" / "lora-draft", description="LoRA for drafts (None: base)."
+    )
     workers: int = Field(
         1,
         ge=1,
@@ -102,7 +105,9 @@ class GenerationConfig(BaseModel):
     segments: int = Field(8, ge=1, le=64, description="Interest segments (profile clusters).")
     cache_size: int = Field(4096, ge=0, description="Personalized outputs kept in memory.")
 
-    @field_validator("base_model", "headline_adapter", "summary_adapter", mode="before")
+    @field_validator(
+        "base_model", "headline_adapter", "summary_adapter", "draft_adapter", mode="before"
+    )
     @classmethod
     def _none_words(cls, value: object) -> object:
         # `NEWSROOM_GENERATION__SUMMARY_ADAPTER=none` (or empty) serves the base model.

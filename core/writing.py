@@ -38,6 +38,7 @@ log = logging.getLogger(__name__)
 MAX_BRIEF_CHARS = 4000
 MAX_HEADLINES = 10
 MAX_RELATED = 8
+MAX_SOURCES = 8
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,12 +104,13 @@ class WritingService:
 
     def warm(self) -> dict[str, str]:
         """Load every served model now (the first load converts; later ones take seconds)."""
-        for role in ("headline", "summary", "base"):
+        for role in ("headline", "summary", "draft", "base"):
             self.models.get(role)
         return self.models.loaded()
 
     def model_versions(self) -> dict[str, str]:
-        return {role: self.models.version_of(role) for role in ("headline", "summary", "base")}
+        roles = ("headline", "summary", "draft", "base")
+        return {role: self.models.version_of(role) for role in roles}
 
     # --- readers and segments -----------------------------------------------------------------
     def reader_for(self, user_id: str | None) -> Reader | None:
@@ -319,26 +321,81 @@ class WritingService:
             raise InvalidInput(f"related_k must be between 0 and {MAX_RELATED}", field="related_k")
         return brief
 
-    def draft_request(self, brief: str, audience: str | None, related_k: int) -> DraftRequest:
+    def _draft_sources(self, brief: str, related_k: int, source_ids: list[str]) -> list[Article]:
+        """The writer's chosen sources (each must exist: 422 naming it), then `related_k`
+        articles nearest the brief that are not among them."""
+        if len(source_ids) > MAX_SOURCES:
+            raise InvalidInput(f"at most {MAX_SOURCES} sources", field="sources")
+        chosen: list[Article] = []
+        for n, article_id in enumerate(dict.fromkeys(source_ids)):
+            try:
+                chosen.append(self.storage.get_article(article_id))
+            except NotFound:
+                raise InvalidInput(
+                    f"source {article_id!r} does not exist: ingest it first",
+                    field=f"sources[{n}]",
+                ) from None
+        if related_k:
+            known = {a.id for a in chosen}
+            related = self.related_to_text(brief, related_k + len(known))
+            chosen += [a for a in related if a.id not in known][:related_k]
+        return chosen
+
+    def draft_request(
+        self,
+        brief: str,
+        audience: str | None,
+        related_k: int,
+        source_ids: list[str] | None = None,
+    ) -> DraftRequest:
         """Validate, find the sources, and build the job (before any response starts)."""
         brief = self.check_draft_request(brief, related_k)
-        related = self.related_to_text(brief, related_k) if related_k else []
+        sources = self._draft_sources(brief, related_k, source_ids or [])
         job = GenerationJob(
             "draft",
             {
                 "brief": brief,
                 "audience": audience or "",
-                "sources": [{"id": a.id, "title": a.title, "body": a.body} for a in related],
+                "sources": [{"id": a.id, "title": a.title, "body": a.body} for a in sources],
             },
-            self.models.version_of("base"),
+            self.models.version_of("draft"),
         )
         self.queue.check_capacity()
         return DraftRequest(audience or "", job)
+
+    async def redo_sentence(
+        self,
+        brief: str,
+        audience: str | None,
+        source_ids: list[str],
+        sentences: list[str],
+        index: int,
+    ) -> dict[str, Any]:
+        """Another sentence in place of `sentences[index]`, checked and cited like the draft's."""
+        brief = self.check_draft_request(brief, 0)
+        if not source_ids:
+            raise InvalidInput("name the draft's sources (its source_ids)", field="sources")
+        if not 0 <= index < len(sentences):
+            raise InvalidInput(f"index must be between 0 and {len(sentences) - 1}", field="index")
+        sources = self._draft_sources(brief, 0, source_ids)
+        job = GenerationJob(
+            "draft_sentence",
+            {
+                "brief": brief,
+                "audience": audience or "",
+                "sources": [{"id": a.id, "title": a.title, "body": a.body} for a in sources],
+                "sentences": [clean_text(t) for t in sentences],
+                "index": index,
+            },
+            self.models.version_of("draft"),
+        )
+        return await self.queue.run(job)
 
     def draft_value(self, request: DraftRequest, result: dict[str, Any]) -> dict[str, Any]:
         return {
             "audience": request.audience,
             "draft": result["draft"],
+            "sentences": result["sentences"],
             "headlines": result["headlines"],
             "source_ids": result["source_ids"],
             "template": result["draft"]["template"],

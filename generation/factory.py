@@ -33,6 +33,10 @@ def build_model_set(
         )
 
     if adapters is None:
-        adapters = {"headline": config.headline_adapter, "summary": config.summary_adapter}
+        adapters = {
+            "headline": config.headline_adapter,
+            "summary": config.summary_adapter,
+            "draft": config.draft_adapter,
+        }
     base_name = Path(config.base_model).name if config.base_model else SMOLLM2_NAME
     return ModelSet(loader, adapters, base_name=base_name)

@@ -19,9 +19,14 @@ import numpy as np
 from core.errors import GenerationCancelled, ModelUnavailable, NewsroomError
 from generation.writer import NewsWriter, Reader, SourceArticle
 
-JobKind = Literal["summary", "headlines", "draft"]
+JobKind = Literal["summary", "headlines", "draft", "draft_sentence"]
 # Which served model a job runs on (its version is checked by whoever runs it).
-ROLE_OF = {"summary": "summary", "headlines": "headline", "draft": "base"}
+ROLE_OF = {
+    "summary": "summary",
+    "headlines": "headline",
+    "draft": "draft",
+    "draft_sentence": "draft",
+}
 
 
 class GenerationFailed(ModelUnavailable):
@@ -94,6 +99,7 @@ class JobRunner:
         job: GenerationJob,
         on_token: Callable[[str], None] | None = None,
         cancelled: Callable[[], bool] | None = None,
+        on_sentence: Callable[[dict[str, Any]], None] | None = None,
     ) -> Any:
         """The job's result as JSON-ready data. `cancelled()` is asked before starting and
         between tokens; when it says yes the job stops with `GenerationCancelled`."""
@@ -121,11 +127,22 @@ class JobRunner:
             )
             return [v.as_dict() for v in variants]
         sources = [SourceArticle(s["id"], s["title"], s["body"]) for s in args["sources"]]
+        if job.kind == "draft_sentence":
+            sentence = self.writer.redo_sentence(
+                args["brief"], args["audience"], sources, args["sentences"], args["index"], flag
+            )
+            return sentence.as_dict()
         result = self.writer.draft(
-            args["brief"], args["audience"], sources, on_token=on_token, cancel=flag
+            args["brief"],
+            args["audience"],
+            sources,
+            on_token=on_token,
+            cancel=flag,
+            on_sentence=(lambda s: on_sentence(s.as_dict())) if on_sentence else None,
         )
         return {
             "draft": result.draft.as_dict(),
+            "sentences": [s.as_dict() for s in result.sentences],
             "headlines": [h.as_dict() for h in result.headlines],
             "source_ids": result.source_ids,
         }

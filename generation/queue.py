@@ -53,8 +53,9 @@ def job_cancel_key(job_id: str) -> str:
 
 @dataclass(frozen=True, slots=True)
 class JobEvent:
-    """`token` (text), `restart` (a lost worker's job started over: drop the text so far),
-    `done` (the result), `error` (a failure as data)."""
+    """`token` (text), `sentence` (a draft sentence, checked, as it completes), `restart` (a
+    lost worker's job started over: drop the text so far), `done` (the result), `error` (a
+    failure as data)."""
 
     kind: str
     data: Any
@@ -122,8 +123,11 @@ class LocalGenerationQueue(GenerationQueue):
         def on_token(piece: str) -> None:
             loop.call_soon_threadsafe(arrivals.put_nowait, JobEvent("token", piece))
 
+        def on_sentence(sentence: dict[str, Any]) -> None:
+            loop.call_soon_threadsafe(arrivals.put_nowait, JobEvent("sentence", sentence))
+
         def work() -> Any:
-            return self._runner().run(job, on_token, cancelled.is_set)
+            return self._runner().run(job, on_token, cancelled.is_set, on_sentence)
 
         future = self.pool.submit(work)
 
@@ -258,9 +262,9 @@ class RedisGenerationQueue(GenerationQueue):
                         attempts += 1
                         if attempts > 1:
                             yield JobEvent("restart", {"attempt": attempts})
-                    elif kind in ("token", "done", "error"):
+                    elif kind in ("token", "sentence", "done", "error"):
                         yield JobEvent(kind, data)
-                        if kind != "token":
+                        if kind in ("done", "error"):
                             finished = True
                             return
             yield JobEvent(

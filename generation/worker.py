@@ -66,12 +66,15 @@ class JobHandler:
         def on_token(piece: str) -> None:
             stream_event(self.client, job.job_id, "token", piece)
 
+        def on_sentence(sentence: dict[str, Any]) -> None:
+            stream_event(self.client, job.job_id, "sentence", sentence)
+
         if job.expired or self.client.exists(cancel_key):
             log.info("job %s skipped: its client gave up", job.job_id)
             return
         stream_event(self.client, job.job_id, "start", {"worker": os.getpid()})
         try:
-            result = self.runner.run(job, on_token, cancelled)
+            result = self.runner.run(job, on_token, cancelled, on_sentence)
         except GenerationCancelled as exc:
             stream_event(self.client, job.job_id, "error", error_of(exc))
             return
@@ -98,7 +101,7 @@ def run_worker(settings: Settings, threads: int = 1, warm: bool = True) -> None:
     runner = build_runner(settings)
     if warm:
         started = time.perf_counter()
-        for role in ("headline", "summary", "base"):
+        for role in ("headline", "summary", "draft", "base"):
             runner.writer.models.get(role)
         elapsed = time.perf_counter() - started
         log.info("models ready in %.1fs: %s", elapsed, runner.writer.models.loaded())

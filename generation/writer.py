@@ -12,12 +12,13 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 import numpy as np
 
-from core.errors import GenerationCancelled
+from core.errors import GenerationCancelled, InvalidInput
 from generation.backends import DecodeOptions, LMBackend
+from generation.citations import Citation, SentenceChecker, split_sources
 from generation.guard import GroundingReport, SourceFacts, sentences
 from generation.lm import model_fingerprint
 from generation.prompting import draft_prompt, prompt_ids, strip_special_tokens, task_prompt
@@ -28,8 +29,8 @@ TASK_OPTIONS = {
     "summary": DecodeOptions(max_new_tokens=64),
     "draft": DecodeOptions(max_new_tokens=200),
 }
-# Which served model writes which task: drafts have no adapter of their own.
-MODEL_FOR_TASK = {"headline": "headline", "summary": "summary", "draft": "base"}
+# Which served model writes which task (each role has its own adapter, or the base model).
+MODEL_FOR_TASK = {"headline": "headline", "summary": "summary", "draft": "draft"}
 
 
 def _fallback_reason(report: GroundingReport) -> str:
@@ -78,6 +79,30 @@ class DraftResult:
     headlines: list[Generated]
     draft: Generated
     source_ids: list[str]
+    sentences: list[DraftSentence] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class DraftSentence:
+    """One sentence of a draft: the model's own (checked and cited), or an extract from a
+    source that stands in for a model sentence the checks rejected."""
+
+    text: str
+    origin: Literal["model", "extract"]
+    citations: tuple[Citation, ...]
+    verbatim: bool = False  # a model sentence that copies its source nearly word for word
+    rejected: str | None = None  # the model's sentence this extract replaced
+    unsupported: tuple[str, ...] = ()  # why it was rejected
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "text": self.text,
+            "origin": self.origin,
+            "citations": [c.as_dict() for c in self.citations],
+            "verbatim": self.verbatim,
+            "rejected": self.rejected,
+            "unsupported": list(self.unsupported),
+        }
 
 
 @dataclass
@@ -364,23 +389,215 @@ class NewsWriter:
         on_token: Callable[[str], None] | None = None,
         n_headlines: int = 3,
         cancel: Cancellation | None = None,
+        on_sentence: Callable[[DraftSentence], None] | None = None,
     ) -> DraftResult:
-        """The draft (streamed to `on_token`) and its headlines. Setting `cancel` stops the work
-        at the next token with `GenerationCancelled`: nobody is waiting for it any more."""
+        """The draft, sentence by sentence: the model writes it (streamed to `on_token`); each
+        sentence is checked (lexical guard + facts standing together in one cited source
+        sentence, `generation.citations`) as it completes (`on_sentence`); a rejected one is
+        written again on its own, after the accepted ones, with its unsupported words
+        suppressed, else replaced by the closest source sentence. The draft is all extracts only
+        when no model sentence survives. Setting `cancel` stops the work at the next token."""
         brief, audience = self._untrusted("draft", brief, audience)
         sources = [SourceArticle(s.id, *self._untrusted("draft", s.title, s.body)) for s in sources]
+        backend = self.models.get(MODEL_FOR_TASK["draft"])
+        version = self.models.version_of(MODEL_FOR_TASK["draft"])
+        tokenizer = backend.tokenizer
         # The sources as the draft adapter trained on them: text the prompt cuts by tokens.
         leads = [(s.id, f"{s.title}. {s.body}".strip()) for s in sources]
-        tokenizer = self.models.get(MODEL_FOR_TASK["draft"]).tokenizer
         prompt = draft_prompt(tokenizer, brief, audience or "a general audience", leads)
+        ids = prompt_ids(tokenizer, prompt)
         # The brief is the writer's own material: it may supply facts too.
         facts = SourceFacts([brief, *(s.text for s in sources)])
-        fallback = " ".join(_as_sentence(lead_sentence(s.body or s.title)) for s in sources[:3])
-        fallback = fallback or brief
-        options = self.options["draft"]
-        draft = self._guarded("draft", prompt, facts, fallback, options, on_token, cancel)
+        checker = SentenceChecker(
+            split_sources([(s.id, s.title, s.body) for s in sources]), facts, self.encode
+        )
+        written: list[str] = []  # sentences already told to `on_sentence`
+        so_far: list[str] = []
+
+        def token(piece: str) -> None:
+            if on_token is not None:
+                on_token(piece)
+            so_far.append(piece)
+            done = sentences(clean_draft(strip_special_tokens(tokenizer, "".join(so_far))))
+            for sentence in done[len(written) : len(done) - 1]:  # the last may still grow
+                written.append(sentence)
+                if on_sentence is not None:
+                    on_sentence(self._model_sentence(sentence, checker))
+
+        raw = decode(backend, ids, self.options["draft"], cancel, token)
+        text = clean_draft(strip_special_tokens(tokenizer, raw))
+        model_sentences = sentences(text)
+        for sentence in model_sentences[len(written) :]:
+            if on_sentence is not None:
+                on_sentence(self._model_sentence(sentence, checker))
+        final = self._settle(model_sentences, checker, backend, ids, cancel)
+        if not final:  # nothing survived: the draft is the sources' leads, each cited
+            final = self._lead_extracts(checker)
+        draft = self._draft_output(final, prompt.template_id, version, sources, brief)
         # Headlines for the draft stand on the draft and the sources it was grounded on.
         body = "\n".join([draft.text, *(s.body for s in sources[:1])])
         title = sources[0].title if sources else ""
-        headlines = self.headlines(title, body, n=n_headlines, cancel=cancel)
-        return DraftResult(headlines, draft, [s.id for s in sources])
+        headlines = (
+            self.headlines(title, body, n=n_headlines, cancel=cancel) if n_headlines > 0 else []
+        )
+        return DraftResult(headlines, draft, [s.id for s in sources], final)
+
+    def _model_sentence(self, text: str, checker: SentenceChecker) -> DraftSentence:
+        verdict = checker.check(text)
+        return DraftSentence(
+            text,
+            "model",
+            verdict.citations,
+            verdict.verbatim,
+            None if verdict.supported else text,
+            verdict.unsupported,
+        )
+
+    def _settle(
+        self,
+        model_sentences: list[str],
+        checker: SentenceChecker,
+        backend: LMBackend,
+        ids: list[int],
+        cancel: Cancellation | None,
+    ) -> list[DraftSentence]:
+        """Keep the supported sentences; write each rejected one again, else replace it."""
+        final: list[DraftSentence] = []
+        used: set[str] = set()
+        for sentence in model_sentences:
+            verdict = checker.check(sentence)
+            if verdict.supported:
+                final.append(DraftSentence(sentence, "model", verdict.citations, verdict.verbatim))
+                continue
+            again = self._rewrite(final, verdict.unsupported, checker, backend, ids, cancel)
+            if again is not None:
+                final.append(again)
+                continue
+            extract = checker.best_extract(sentence, used | {s.text for s in final})
+            if extract is None:
+                continue
+            used.add(extract.text)
+            citation = Citation(extract.article_id, extract.text, extract.start, extract.end, 1.0)
+            final.append(
+                DraftSentence(
+                    _as_sentence(extract.text),
+                    "extract",
+                    (citation,),
+                    rejected=sentence,
+                    unsupported=verdict.unsupported,
+                )
+            )
+        return final
+
+    @staticmethod
+    def _lead_extracts(
+        checker: SentenceChecker, per_source: int = 1, most: int = 3
+    ) -> list[DraftSentence]:
+        """The opening sentence of each source (up to `most`), as cited extracts."""
+        final: list[DraftSentence] = []
+        taken: dict[str, int] = {}
+        for source in checker.sources:
+            if source.index < 0 or taken.get(source.article_id, 0) >= per_source:
+                continue
+            taken[source.article_id] = taken.get(source.article_id, 0) + 1
+            citation = Citation(source.article_id, source.text, source.start, source.end, 1.0)
+            final.append(DraftSentence(_as_sentence(source.text), "extract", (citation,)))
+            if len(final) == most:
+                break
+        return final
+
+    def _rewrite(
+        self,
+        before: list[DraftSentence],
+        unsupported: tuple[str, ...],
+        checker: SentenceChecker,
+        backend: LMBackend,
+        ids: list[int],
+        cancel: Cancellation | None,
+    ) -> DraftSentence | None:
+        """One more sentence after `before`, with the rejected words suppressed: the model's
+        own words if they pass, else None."""
+        tokenizer = backend.tokenizer
+        prefix = " ".join(s.text for s in before)
+        continued = ids + (
+            tokenizer(prefix + " ", add_special_tokens=False)["input_ids"] if prefix else []
+        )
+        words = tuple(part for u in unsupported if u[0] != "(" for part in u.split(" + ") if part)
+        options = replace(self.options["draft"], max_new_tokens=60, suppress=words)
+        raw = decode(backend, continued, options, cancel)
+        found = sentences(clean_draft(strip_special_tokens(tokenizer, raw)))
+        if not found:
+            return None
+        verdict = checker.check(found[0])
+        if not verdict.supported:
+            return None
+        return DraftSentence(found[0], "model", verdict.citations, verdict.verbatim)
+
+    def _draft_output(
+        self,
+        final: list[DraftSentence],
+        template: str,
+        version: str,
+        sources: list[SourceArticle],
+        brief: str,
+    ) -> Generated:
+        rejected = tuple(dict.fromkeys(u for s in final for u in s.unsupported if u[0] != "("))
+        if final and any(s.origin == "model" for s in final):
+            return Generated(
+                " ".join(s.text for s in final), True, None, template, version, unsupported=rejected
+            )
+        fallback = " ".join(_as_sentence(lead_sentence(s.body or s.title)) for s in sources[:3])
+        reason = (
+            _fallback_reason(GroundingReport(0, list(rejected)))
+            if rejected
+            else "extractive fallback: the model wrote nothing the sources support"
+        )
+        text = " ".join(s.text for s in final) or fallback or brief
+        return Generated(text, True, reason, template, version, attempts=2, unsupported=rejected)
+
+    def redo_sentence(
+        self,
+        brief: str,
+        audience: str,
+        sources: list[SourceArticle],
+        written: list[str],
+        index: int,
+        cancel: Cancellation | None = None,
+    ) -> DraftSentence:
+        """A new sentence in place of `written[index]` (the writer asked for another): the
+        model's, after the sentences before it, sampled so that it differs, and checked; else
+        the closest source sentence not in the draft yet."""
+        brief, audience = self._untrusted("draft", brief, audience)
+        sources = [SourceArticle(s.id, *self._untrusted("draft", s.title, s.body)) for s in sources]
+        backend = self.models.get(MODEL_FOR_TASK["draft"])
+        tokenizer = backend.tokenizer
+        leads = [(s.id, f"{s.title}. {s.body}".strip()) for s in sources]
+        prompt = draft_prompt(tokenizer, brief, audience or "a general audience", leads)
+        ids = prompt_ids(tokenizer, prompt)
+        facts = SourceFacts([brief, *(s.text for s in sources)])
+        checker = SentenceChecker(
+            split_sources([(s.id, s.title, s.body) for s in sources]), facts, self.encode
+        )
+        prefix = " ".join(written[:index])
+        continued = ids + (
+            tokenizer(prefix + " ", add_special_tokens=False)["input_ids"] if prefix else []
+        )
+        current = written[index] if index < len(written) else ""
+        for seed in range(1, 4):
+            options = replace(
+                self.options["draft"], max_new_tokens=60, temperature=0.8, top_p=0.95, seed=seed
+            )
+            found = sentences(
+                clean_draft(
+                    strip_special_tokens(tokenizer, decode(backend, continued, options, cancel))
+                )
+            )
+            if found and found[0] != current:
+                verdict = checker.check(found[0])
+                if verdict.supported:
+                    return DraftSentence(found[0], "model", verdict.citations, verdict.verbatim)
+        extract = checker.best_extract(current or brief, set(written))
+        if extract is None:
+            raise InvalidInput("the sources have no other sentence to offer", field="index")
+        citation = Citation(extract.article_id, extract.text, extract.start, extract.end, 1.0)
+        return DraftSentence(_as_sentence(extract.text), "extract", (citation,), rejected=current)

@@ -18,6 +18,8 @@ from api.schemas import (
     USER_ID_PATTERN,
     DraftIn,
     DraftOut,
+    DraftSentenceIn,
+    DraftSentenceOut,
     ErrorOut,
     HeadlinesIn,
     HeadlinesOut,
@@ -112,8 +114,9 @@ def _sse(event: str, data: Any) -> str:
         200: {
             "content": {"text/event-stream": {}},
             "description": "JSON, or with `Accept: text/event-stream` a stream of `token` "
-            "events and a final `done` event carrying the checked result (a `restart` event "
-            "means a lost worker's draft started over: drop the text so far).",
+            "events, a `sentence` event as each sentence completes (checked and cited), and a "
+            "final `done` event carrying the settled result (a `restart` event means a lost "
+            "worker's draft started over: drop the text so far).",
         },
     },
 )
@@ -128,7 +131,7 @@ async def draft(request: Request, payload: DraftIn, service: ServiceDep) -> Any:
     writing = service.require_writing()
     audience = writing.audience_for(payload.audience, payload.segment, payload.user_id)
     # Everything that can fail with a status code fails here, before a stream starts.
-    job = writing.draft_request(payload.brief, audience, payload.related_k)
+    job = writing.draft_request(payload.brief, audience, payload.related_k, payload.sources)
     if "text/event-stream" not in request.headers.get("accept", ""):
         return await observe_async(request, "generation", writing.draft, job)
 
@@ -138,6 +141,8 @@ async def draft(request: Request, payload: DraftIn, service: ServiceDep) -> Any:
         async for event in stream:
             if event.kind == "token":
                 yield _sse("token", {"text": event.data})
+            elif event.kind == "sentence":
+                yield _sse("sentence", event.data)
             elif event.kind == "restart":
                 yield _sse("restart", event.data)
             elif event.kind == "error":
@@ -149,6 +154,30 @@ async def draft(request: Request, payload: DraftIn, service: ServiceDep) -> Any:
                 return
 
     return _Stream(events(), on_close=stream.aclose)
+
+
+@router.post(
+    "/drafts/sentence",
+    dependencies=[allow("writer")],
+    response_model=DraftSentenceOut,
+    responses=ERRORS,
+)
+async def redo_draft_sentence(
+    request: Request, payload: DraftSentenceIn, service: ServiceDep
+) -> dict[str, Any]:
+    """Write one sentence of a draft again (the writer did not keep it): the model's own,
+    after the sentences before it, checked and cited; else the closest source sentence."""
+    writing = service.require_writing()
+    return await observe_async(
+        request,
+        "generation",
+        writing.redo_sentence,
+        payload.brief,
+        payload.audience,
+        payload.sources,
+        payload.sentences,
+        payload.index,
+    )
 
 
 class _Stream(StreamingResponse):

@@ -33,6 +33,12 @@ MATRIX = [
     ("GET", "/v1/users/u1/articles/nope/summary", None, {"app"}),
     ("POST", "/v1/articles/nope/headlines", {"n": 1}, {"cms", "writer"}),
     ("POST", "/v1/drafts", {"brief": " "}, {"writer"}),
+    (
+        "POST",
+        "/v1/drafts/sentence",
+        {"brief": " ", "sources": ["h1"], "sentences": ["x"], "index": 0},
+        {"writer"},
+    ),
     ("GET", "/v1/segments", None, {"cms", "writer", "app"}),
     ("GET", "/v1/articles/nope/summaries/generic", None, {"cms", "writer"}),
     ("GET", "/v1/quality", None, {"cms", "writer"}),

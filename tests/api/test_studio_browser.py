@@ -239,6 +239,24 @@ def test_a_brief_produces_a_grounded_draft_on_screen(
     assert page.locator("#draft-rejected").is_visible() == (flag == "extract")  # type: ignore[attr-defined]
     if flag == "extract":
         assert "extractive fallback" in page.text_content("#draft-rejected-reason")  # type: ignore[attr-defined]
+    # Sentence by sentence: each with its origin and its source sentence, one click away.
+    items = page.locator("#draft-sentences li.sentence")  # type: ignore[attr-defined]
+    assert items.count() >= 1
+    assert items.first.locator(".flag").inner_text() in ("model", "model (near copy)", "extract")
+    items.first.locator("details.citation summary").click()
+    assert items.first.locator("details.citation blockquote").first.is_visible()
+    assert (
+        items.first.locator("details.citation a")
+        .first.get_attribute("href")
+        .startswith("/studio/article?id=")
+    )
+    # The writer asks for one sentence again: only that sentence changes.
+    before = [items.nth(i).locator(".sentence-text").inner_text() for i in range(items.count())]
+    items.first.locator("button:has-text('Rewrite')").click()
+    page.wait_for_selector("#draft-status:has-text('rewritten')", timeout=120_000)  # type: ignore[attr-defined]
+    after = page.locator("#draft-sentences li.sentence .sentence-text").all_inner_texts()  # type: ignore[attr-defined]
+    assert len(after) == len(before) and after[1:] == before[1:]
+    assert page.inner_text("#draft-text") == " ".join(after)  # type: ignore[attr-defined]
     # Copy puts the draft on the clipboard.
     page.click("#draft-copy")  # type: ignore[attr-defined]
     page.wait_for_selector("#draft-copy:has-text('Copied')")  # type: ignore[attr-defined]

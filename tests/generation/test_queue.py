@@ -25,7 +25,7 @@ class SlowRunner(JobRunner):
         self.cancelled_at: int | None = None
         self.finished = threading.Event()
 
-    def run(self, job, on_token=None, cancelled=None) -> Any:  # type: ignore[no-untyped-def]
+    def run(self, job, on_token=None, cancelled=None, on_sentence=None) -> Any:  # type: ignore[no-untyped-def]
         try:
             for n in range(self.tokens):
                 if cancelled is not None and cancelled():
@@ -87,7 +87,7 @@ def test_a_full_local_queue_refuses_before_anything_starts() -> None:
     release = threading.Event()
 
     class Blocking(SlowRunner):
-        def run(self, job, on_token=None, cancelled=None):  # type: ignore[no-untyped-def]
+        def run(self, job, on_token=None, cancelled=None, on_sentence=None):  # type: ignore[no-untyped-def]
             release.wait(10)
             return {}
 

@@ -90,7 +90,7 @@ def test_draft_uses_sources_and_streams_tokens(scripted) -> None:  # type: ignor
     assert result.source_ids == ["a1"] and len(result.headlines) == 3
 
 
-def test_a_rejected_draft_becomes_the_sources_leads_as_sentences(scripted) -> None:  # type: ignore[no-untyped-def]
+def test_a_draft_with_nothing_supported_becomes_extracts_and_says_why(scripted) -> None:  # type: ignore[no-untyped-def]
     models, _ = scripted(["Acme Corp lost 99 million dollars."])  # nothing in the sources
     sources = [
         SourceArticle("m1", "Fares", "Base rail fares would rise 10 cents at peak times"),
@@ -98,10 +98,52 @@ def test_a_rejected_draft_becomes_the_sources_leads_as_sentences(scripted) -> No
     ]
     result = NewsWriter(models).draft("Fares story", "", sources)
     assert result.draft.fallback_reason and "Acme" in result.draft.unsupported
-    assert result.draft.text == (
-        "Base rail fares would rise 10 cents at peak times. "
-        "British Airways blamed high fuel prices."
+    assert [s.origin for s in result.sentences] == ["extract"]
+    (only,) = result.sentences
+    assert only.rejected == "Acme Corp lost 99 million dollars."
+    assert only.text in (
+        "Base rail fares would rise 10 cents at peak times.",
+        "British Airways blamed high fuel prices.",
     )
+    assert only.citations and only.citations[0].article_id in ("m1", "m2")
+    assert result.draft.text == only.text
+
+
+def test_each_sentence_is_checked_cited_and_replaced_on_its_own(scripted) -> None:  # type: ignore[no-untyped-def]
+    # The second sentence moves the film division's 27% to the whole firm: every word and number
+    # is in the sources, so the lexical guard passes it; the pair (27, Time Warner) is not in one
+    # source sentence. Its rewrite is rejected too, so an extract takes its place alone.
+    first = "Time Warner profits jumped 76% to $1.13bn for the three months to December."
+    second = "Time Warner saw its sales slump 27%."
+    models, _ = scripted([f"{first} {second}", second])
+    told: list[str] = []
+    result = NewsWriter(models).draft(
+        "Profits story",
+        "investors",
+        [SourceArticle("a1", TITLE, BODY)],
+        on_sentence=lambda s: told.append(s.origin if s.rejected is None else "rejected"),
+    )
+    assert told == ["model", "rejected"]  # as each sentence completed, before the fix-up
+    kept, replaced = result.sentences
+    assert kept.origin == "model" and kept.text == first
+    assert kept.citations[0].article_id == "a1" and "76%" in kept.citations[0].sentence
+    assert replaced.origin == "extract" and replaced.rejected == second
+    assert any("27" in u for u in replaced.unsupported)
+    assert result.draft.fallback_reason is None  # the draft is still the model's
+    assert result.draft.text == f"{kept.text} {replaced.text}"
+    body_at = len(TITLE) + 2
+    citation = kept.citations[0]
+    assert f"{TITLE}. {BODY}"[citation.start : citation.end] == citation.sentence
+    assert citation.start >= body_at
+
+
+def test_a_sentence_can_be_written_again(scripted) -> None:  # type: ignore[no-untyped-def]
+    models, _ = scripted(["Its film division saw profits slump 27%."])
+    sources = [SourceArticle("a1", TITLE, BODY)]
+    written = ["Time Warner profits jumped 76%.", "Time Warner will restate its accounts."]
+    again = NewsWriter(models).redo_sentence("Profits story", "", sources, written, 1)
+    assert again.origin == "model" and again.text == "Its film division saw profits slump 27%."
+    assert again.citations and "27%" in again.citations[0].sentence
 
 
 def test_draft_prompts_stay_bounded_however_long_the_sources(scripted) -> None:  # type: ignore[no-untyped-def]
