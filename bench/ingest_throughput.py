@@ -2,7 +2,7 @@
 
 Measures articles/s of `NewsroomService.ingest_stream` (validation, hashing, encode, SQLite write,
 FAISS add) into a fresh temp data dir, against plain
-`embedder.model.encode(texts, batch_size=64, normalize_embeddings=True)` on the very same texts
+`embedder.engine.encode(texts, batch_size=64)` (the encoder itself) on the very same texts
 (`article_text(title, body, lead_words)`), on 1,500 AG News articles. The two sides alternate
 (ABA/BAB) for `--runs` rounds; the table gives every run, the medians and the ratio ingest/raw.
 Target: ingest >= 0.9x raw. The share of ingest time spent inside `Embedder.encode` is reported
@@ -86,9 +86,9 @@ def main(config: IngestBenchConfig) -> dict[str, Any]:
             texts = [
                 article_text(d.title, d.body, service.articles.embedder.lead_words) for d in drafts
             ]
-            model = service.articles.embedder.model
-            if run == 0:  # first call pays torch's lazy initialisation: keep it out of both
-                model.encode(texts[:64], batch_size=rc_batch, normalize_embeddings=True)
+            model = service.articles.embedder.engine
+            if run == 0:  # the first call pays lazy initialisation: keep it out of both
+                model.encode(texts[:64], rc_batch)
                 padded["raw"] = _padded_tokens(model, texts, len(texts), rc_batch)
                 padded["ingest"] = _padded_tokens(model, texts, chunk, rc_batch)
             order = ("ingest", "raw") if run % 2 == 0 else ("raw", "ingest")
@@ -97,9 +97,7 @@ def main(config: IngestBenchConfig) -> dict[str, Any]:
                 gc.collect()
                 if side == "raw":
                     started = time.perf_counter()
-                    raw_vectors = model.encode(
-                        texts, batch_size=rc_batch, normalize_embeddings=True
-                    )
+                    raw_vectors = model.encode(texts, rc_batch)
                     elapsed = time.perf_counter() - started
                     raw_s.append(elapsed)
                 else:
@@ -152,8 +150,7 @@ def _padded_tokens(model: Any, texts: Sequence[str], call_size: int, batch_size:
     """Word pieces the encoder runs over, padding included, when `texts` reach `model.encode`
     in calls of `call_size`: encode sorts by length only inside one call, so smaller calls pad
     more (the raw side is one call; ingest_stream makes one per chunk)."""
-    encoded = model.tokenizer(list(texts), truncation=True, max_length=model.max_seq_length)
-    lengths = np.array([len(ids) for ids in encoded["input_ids"]])
+    lengths = np.array(model.token_lengths(list(texts)))
     total = 0
     for start in range(0, len(lengths), call_size):
         call = np.sort(lengths[start : start + call_size])[::-1]

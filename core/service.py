@@ -171,7 +171,13 @@ class NewsroomService:
         )
         rc = settings.retrieval
         if embedder is None:
-            embedder = Embedder(rc.model_path(), rc.batch_size, rc.lead_words, rc.query_cache_size)
+            embedder = Embedder(
+                rc.model_path(),
+                rc.batch_size,
+                rc.lead_words,
+                rc.query_cache_size,
+                threads=settings.ranking.torch_threads,
+            )
         index_config = IndexConfig(
             hnsw_threshold=rc.hnsw_threshold,
             hnsw_m=rc.hnsw_m,

@@ -58,7 +58,9 @@ class RankingConfig(BaseModel):
         description="Trained ranking head (config.json + model.safetensors).",
     )
     torch_threads: int = Field(
-        1, ge=1, description="Threads per scoring call: requests run in parallel instead."
+        1,
+        ge=1,
+        description="Threads per scoring or encoding call: requests run in parallel instead.",
     )
     profile_half_life_days: float = Field(14.0, gt=0, description="Interest decay.")
     freshness_half_life_hours: float = Field(48.0, gt=0)

@@ -8,8 +8,6 @@ served model is one plain causal LM per task, with no adapter overhead per token
 from __future__ import annotations
 
 import logging
-import os
-import shutil
 import tempfile
 import threading
 from abc import ABC, abstractmethod
@@ -18,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
+from core.files import staged_directory
 from generation.lm import load_causal_lm, load_tokenizer, model_fingerprint
 
 if TYPE_CHECKING:
@@ -256,17 +255,14 @@ def convert_to_ctranslate2(base_dir: Path, adapter_dir: Path | None, cache_root:
     out = Path(cache_root) / f"ct2-{version}"
     if (out / "model.bin").is_file():
         return out
-    out.parent.mkdir(parents=True, exist_ok=True)
-    scratch = Path(tempfile.mkdtemp(prefix=".ct2-", dir=out.parent))
-    try:
-        source = _merged_model_dir(base_dir, adapter_dir, scratch)
-        staging = scratch / "ct2"
+    with (
+        staged_directory(out) as staging,
+        tempfile.TemporaryDirectory(prefix=".merge-", dir=out.parent) as scratch,
+    ):
+        source = _merged_model_dir(base_dir, adapter_dir, Path(scratch))
         ctranslate2.converters.TransformersConverter(str(source)).convert(
-            str(staging), quantization="int8"
+            str(staging), quantization="int8", force=True
         )
-        os.replace(staging, out)
-    finally:
-        shutil.rmtree(scratch, ignore_errors=True)
     return out
 
 

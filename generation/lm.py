@@ -9,13 +9,11 @@ from __future__ import annotations
 import importlib.util
 import json
 import logging
-import os
-import shutil
-import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from core.errors import ModelUnavailable
+from core.files import staged_directory
 
 if TYPE_CHECKING:
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
@@ -57,17 +55,12 @@ def convert_gguf(gguf_path: Path, out_dir: Path) -> Path:
     if getattr(model, "hf_quantizer", None) is not None:
         # The weights are already dequantised fp32; without this save_pretrained refuses.
         model.hf_quantizer.remove_quantization_config(model)
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=".convert-", dir=out_dir.parent))
-    try:
+    with staged_directory(out_dir) as staging:
         model.save_pretrained(staging)
         tokenizer.save_pretrained(staging)
         (staging / "newsroom_source.json").write_text(
             json.dumps({"gguf": gguf_path.name, "size": gguf_path.stat().st_size})
         )
-        os.replace(staging, out_dir)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
     return out_dir
 
 

@@ -30,9 +30,9 @@ from ranking.features import (
     UserContext,
     candidate_features,
 )
-from ranking.model import RankingHead
 from ranking.profile import POSITIVE_TYPES, ProfileConfig, UserProfile
 from ranking.profile_store import LocalProfileCache, ProfileCache, ProfileStore, to_profile
+from ranking.scorer import ClickScorer
 from retrieval.catalog import ArticleCatalog, CatalogEntry
 from retrieval.index import ArticleIndex
 
@@ -160,7 +160,7 @@ class InteractionState:
 class Recommender:
     def __init__(
         self,
-        head: RankingHead,
+        scorer: ClickScorer,
         index: ArticleIndex,
         catalog: ArticleCatalog,
         profiles: ProfileStore,
@@ -169,7 +169,6 @@ class Recommender:
         feed_config: FeedConfig | None = None,
         head_name: str = "ranking-head",
     ) -> None:
-        self.head = head
         self.index = index
         self.catalog = catalog
         self.profiles = profiles
@@ -177,9 +176,8 @@ class Recommender:
         self.profile_config = profile_config or ProfileConfig()
         self.config = feed_config or FeedConfig()
         self.head_name = head_name
-        # The head's click logit in numpy (same numbers, a fraction of torch's per-op cost).
-        self.scorer = head.click_scorer()
-        self._head_columns = [FEATURE_NAMES.index(f) for f in head.config.features]
+        self.scorer = scorer  # the head's click logit, in numpy
+        self._head_columns = [FEATURE_NAMES.index(f) for f in scorer.config.features]
         self._popular_cache: tuple[float, list[int]] | None = None
 
     def reset_interactions(self, up_to_seq: int, skip: Iterable[int] = ()) -> None:
@@ -285,7 +283,7 @@ class Recommender:
         dim = self.index.dim
         if profile is None or vector is None:
             return UserContext(np.empty((0, dim), np.float32), [], None, {})
-        history = profile.recent_keys(self.head.config.max_history)
+        history = profile.recent_keys(self.scorer.config.max_history)
         present, vectors = self.index.vectors(history)
         return UserContext(vectors, present, vector, profile.category_affinity())
 
@@ -456,17 +454,17 @@ def build_recommender(
     if not (rc.model_dir / "config.json").exists():
         log.warning("no ranking head at %s: feed and rank are unavailable", rc.model_dir)
         return None, storage.fold_log_snapshot(None)
-    head = RankingHead.load(rc.model_dir)
-    if head.config.dim != index.dim:
+    scorer = ClickScorer.load(rc.model_dir)
+    if scorer.config.dim != index.dim:
         raise ValueError(
-            f"ranking head at {rc.model_dir} expects {head.config.dim}-d embeddings but the "
+            f"ranking head at {rc.model_dir} expects {scorer.config.dim}-d embeddings but the "
             f"index holds {index.dim}-d ones: retrain it with `newsroom train-ranker`"
         )
     started = time.perf_counter()
     state, snapshot = InteractionState.from_storage(storage)
     log.info("interaction state rebuilt in %.2fs", time.perf_counter() - started)
     recommender = Recommender(
-        head,
+        scorer,
         index,
         catalog,
         ProfileStore(storage, cache or LocalProfileCache(), index.dim),

@@ -173,7 +173,7 @@ def test_the_matrix_covers_every_api_route(keyed_client: TestClient) -> None:
         if path.startswith("/v1")
         for method in operations
     }
-    assert len(routes) == 19 and routes <= covered, routes - covered
+    assert len(routes) == 20 and routes <= covered, routes - covered
 
 
 def test_health_docs_metrics_and_studio_pages_stay_open(keyed_client: TestClient) -> None:

@@ -10,6 +10,7 @@ import torch
 from ranking.data import ImpressionArrays
 from ranking.features import FEATURE_NAMES
 from ranking.model import RankingHead, RankingHeadConfig
+from ranking.scorer import ClickScorer
 from ranking.train import TrainRankerConfig, collate, feature_index, loss_of, main, score_arrays
 from tests.conftest import data_path
 
@@ -101,7 +102,7 @@ def test_few_epochs_on_a_real_slice_lower_validation_loss(tmp_path, embedder):
 
 @pytest.mark.parametrize("use_attention", [True, False])
 @pytest.mark.parametrize("history_length", [0, 1, 7])
-def test_click_scorer_matches_the_torch_forward(use_attention, history_length):
+def test_click_scorer_matches_the_torch_forward(use_attention, history_length, tmp_path):
     torch.manual_seed(0)
     model = RankingHead(
         RankingHeadConfig(
@@ -127,3 +128,8 @@ def test_click_scorer_matches_the_torch_forward(use_attention, history_length):
     got = scorer.click_logits(history, candidates, scorer.category_ids(categories), features)
     assert got.dtype == np.float32
     np.testing.assert_allclose(got, expected[0].numpy(), rtol=0, atol=1e-5)
+    # What serving loads: the saved head read into numpy, torch never involved.
+    model.save(tmp_path / "head")
+    served = ClickScorer.load(tmp_path / "head")
+    again = served.click_logits(history, candidates, served.category_ids(categories), features)
+    np.testing.assert_allclose(again, expected[0].numpy(), rtol=0, atol=1e-5)
