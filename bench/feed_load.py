@@ -143,6 +143,8 @@ class FeedBenchConfig:
     # `make demo` serves) and shared (PostgreSQL + Redis, `newsroom serve --workers N`).
     servers: tuple[str, ...] = ("embedded:1", "shared:1", "shared:2")
     client: str = "lean"  # load generator HTTP client: "lean" (bench.lean_http) or "httpx"
+    # Index lag: articles ingested through one shared instance, polled by search on another.
+    lag_ingests: int = 100
     seed: int = 0
 
 
@@ -533,6 +535,54 @@ def measure_server(
     return section
 
 
+def index_lag(
+    data_dir: Path, work: Path, env: dict[str, str], config: FeedBenchConfig
+) -> dict[str, Any]:
+    """Seconds from a 201 on instance A to the article being the top search hit on instance
+    B (another process, which never saw the write): the change log's lag as readers see it."""
+    writer = Server(data_dir, work / "server-lag-a.log", env)
+    reader = Server(data_dir, work / "server-lag-b.log", env)
+    lags: list[float] = []
+    try:
+        writer.start(config.startup_timeout_s)
+        reader.start(config.startup_timeout_s)
+        with httpx.Client(timeout=config.request_timeout_s) as client:
+            for n in range(config.lag_ingests):
+                article_id = f"lag-{n}-{random.getrandbits(32):08x}"
+                title = f"Lag probe {article_id}: ferry number {n} sails through the storm"
+                created = client.post(
+                    f"{writer.base_url}/v1/articles",
+                    json={
+                        "id": article_id,
+                        "title": title,
+                        "body": "The ferry left port on time despite the weather warnings.",
+                        "category": "world",
+                    },
+                )
+                created.raise_for_status()
+                acknowledged = time.perf_counter()
+                while True:
+                    found = client.get(
+                        f"{reader.base_url}/v1/search", params={"q": title, "k": 1}
+                    ).json()["results"]
+                    if found and found[0]["id"] == article_id:
+                        break
+                    if time.perf_counter() - acknowledged > 30:
+                        raise TimeoutError(f"{article_id} not searchable on B after 30 s")
+                    time.sleep(0.005)
+                lags.append(time.perf_counter() - acknowledged)
+    finally:
+        writer.stop(config.shutdown_timeout_s)
+        reader.stop(config.shutdown_timeout_s)
+    ms = np.array(lags) * 1000
+    return {
+        "ingests": len(lags),
+        "p50_ms": float(np.percentile(ms, 50)),
+        "p99_ms": float(np.percentile(ms, 99)),
+        "max_ms": float(ms.max()),
+    }
+
+
 class SharedStores:
     """PostgreSQL and Redis for the shared-mode servers: the bench's SQLite data copied into a
     throw-away PostgreSQL (same rows, keys and sequence positions), an empty Redis."""
@@ -718,6 +768,8 @@ def main(config: FeedBenchConfig) -> dict[str, Any]:
                     )
             if stores is not None:
                 result["redis_round_trip"] = stores.round_trip(settings, users)
+                if config.lag_ingests > 0:
+                    result["index_lag"] = index_lag(data_dir, work, stores.env(), config)
         finally:
             if stores is not None:
                 stores.stop()
@@ -816,6 +868,13 @@ def _print_comparison(result: dict[str, Any]) -> None:
                 f"profiles and {r['events']:,} events: {r['mib_per_million_events']:.1f} MiB per "
                 "million events"
             )
+    lag = result.get("index_lag")
+    if lag:
+        print(
+            f"index lag (ingested through instance A, top search hit on instance B) over "
+            f"{lag['ingests']} ingests: p50 {lag['p50_ms']:.0f} ms, p99 {lag['p99_ms']:.0f} ms, "
+            f"max {lag['max_ms']:.0f} ms (target: within 2 s)"
+        )
     trip = result.get("redis_round_trip")
     if trip:
         print(
@@ -1123,6 +1182,12 @@ def parse_args(argv: Sequence[str] | None = None) -> FeedBenchConfig:
     parser.add_argument("--ranker-wait", type=float, default=defaults.ranker_wait_s)
     parser.add_argument("--keep", action="store_true", help="keep the data dir afterwards")
     parser.add_argument(
+        "--lag-ingests",
+        type=int,
+        default=defaults.lag_ingests,
+        help="articles ingested through one shared instance and polled on another (0: skip)",
+    )
+    parser.add_argument(
         "--reuse",
         type=Path,
         default=None,
@@ -1157,6 +1222,7 @@ def parse_args(argv: Sequence[str] | None = None) -> FeedBenchConfig:
         py_spy_s=args.py_spy,
         ranker_wait_s=args.ranker_wait,
         keep=args.keep,
+        lag_ingests=args.lag_ingests,
         reuse=args.reuse,
         servers=tuple(args.servers),
         client=args.client,
