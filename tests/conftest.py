@@ -148,5 +148,9 @@ def served_models_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def tiny_generation(tiny_lm_dir: Path) -> GenerationConfig:
     """Generation served by the tiny random Llama on torch, no adapters: fast contract tests."""
     return GenerationConfig(
-        base_model=tiny_lm_dir, backend="torch", headline_adapter=None, summary_adapter=None
+        base_model=tiny_lm_dir,
+        backend="torch",
+        headline_adapter=None,
+        summary_adapter=None,
+        draft_adapter=None,
     )

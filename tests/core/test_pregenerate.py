@@ -41,6 +41,7 @@ def test_pregenerate_fills_the_cache_once(
         "NEWSROOM_GENERATION__BACKEND": "torch",
         "NEWSROOM_GENERATION__HEADLINE_ADAPTER": "",
         "NEWSROOM_GENERATION__SUMMARY_ADAPTER": "",
+        "NEWSROOM_GENERATION__DRAFT_ADAPTER": "",
     }
     runner = CliRunner()
     first = runner.invoke(app, ["pregenerate", "--top", "2", "--segments", "2"], env=env)

@@ -287,6 +287,7 @@ def generation_workers(
             NEWSROOM_GENERATION__BACKEND="torch",
             NEWSROOM_GENERATION__HEADLINE_ADAPTER="none",
             NEWSROOM_GENERATION__SUMMARY_ADAPTER="none",
+            NEWSROOM_GENERATION__DRAFT_ADAPTER="none",
         )
         models = Path(env["NEWSROOM_DATA_DIR"]) / "models"
         if not models.exists():
@@ -310,6 +311,7 @@ def test_a_generation_worker_killed_mid_draft_hands_the_draft_to_another(
         "host-d",
         NEWSROOM_GENERATION__HEADLINE_ADAPTER="none",
         NEWSROOM_GENERATION__SUMMARY_ADAPTER="none",
+        NEWSROOM_GENERATION__DRAFT_ADAPTER="none",
         # fp32 torch on a busy 2-core box, and the draft runs twice: room for both runs.
         NEWSROOM_GENERATION__JOB_TIMEOUT_SECONDS="600",
     )
