@@ -4,6 +4,7 @@ import json
 from pathlib import Path
 
 import pytest
+import torch
 from safetensors.torch import load_file
 
 from generation.data import load_examples, select_split
@@ -38,6 +39,7 @@ def test_a_step_changes_the_lora_weights_and_resume_continues(
     lora_b = [t for name, t in weights.items() if "lora_B" in name]
     assert lora_b and any(float(t.abs().sum()) > 0 for t in lora_b)  # B starts at zero
     assert report["steps"] == 1
+    assert {t.dtype for t in weights.values()} == {torch.float16}  # served copy: half the bytes
 
     resumed = main(_config(tiny_lm_dir, out, steps=3), progress=False)
     assert resumed["steps"] == 3
