@@ -34,13 +34,23 @@ from bench.common import (
 )
 
 BENCHMARKS: tuple[str, ...] = (
+    "encoder",
     "ingest_throughput",
     "search_latency",
     "http_search",
     "generation",
+    "batching",
+    "decoders",
     "soak",
 )
 HEADLINE = {
+    "encoder": (
+        "int8 ingest x first wave",
+        "int8_ingest_speedup",
+        "{:.2f}x",
+        "target_speedup",
+        ">=",
+    ),
     "generation": (
         "cached summary p99 ms",
         "cached_p99_ms",

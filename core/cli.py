@@ -90,7 +90,8 @@ def ingest(
         raise typer.BadParameter(
             f"choose one of {', '.join(ARTICLE_FORMATS)}", param_hint="--format"
         )
-    service = NewsroomService.from_settings(_settings(ctx), progress=True)
+    # An offline ingest owns the machine: the encoder uses every core.
+    service = NewsroomService.from_settings(_settings(ctx), progress=True, encoder_threads=0)
     try:
         _ingest(service, path, fmt)
     finally:
@@ -265,12 +266,22 @@ def serve(
 @app.command("generation-worker")
 def generation_worker(
     ctx: typer.Context,
-    threads: Annotated[int, typer.Option(min=1, max=8, help="Jobs run at once.")] = 1,
+    threads: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            max=256,
+            help="Jobs taken at once; default generation workers x batch_size, so jobs that "
+            "wait together decode as one batch.",
+        ),
+    ] = None,
 ) -> None:
     """Run generation jobs from the Redis queue (shared mode); any number, on any host."""
     from generation.worker import run_worker
 
-    run_worker(_settings(ctx), threads=threads)
+    settings = _settings(ctx)
+    config = settings.generation
+    run_worker(settings, threads=threads or config.workers * config.batch_size)
 
 
 def _prepare_generation(service: NewsroomService) -> None:
@@ -302,7 +313,8 @@ def demo(
     settings = _settings(ctx)
     if not data.is_dir():
         raise typer.BadParameter(f"{data} is not a folder", param_hint="--data")
-    service = NewsroomService.from_settings(settings, progress=True)
+    # The demo ingests first and serves one local user after: the encoder uses every core.
+    service = NewsroomService.from_settings(settings, progress=True, encoder_threads=0)
     try:
         seen: set[str] = set()
         for folder, fmt in (

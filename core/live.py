@@ -109,7 +109,9 @@ class EmbeddedLiveState(LiveState):
         from generation.queue import LocalGenerationQueue
 
         config = settings.generation
-        return LocalGenerationQueue(config.workers, config.queue_size, runner)
+        # A job thread per batch member: requests waiting together decode as one batch, while
+        # `workers` decoder threads (one per core) do the model work.
+        return LocalGenerationQueue(config.workers * config.batch_size, config.queue_size, runner)
 
     def follow(self, follower: ChangeFollower) -> None:
         pass  # the writer calls `catch_up` after each commit; nothing else writes

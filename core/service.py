@@ -159,9 +159,12 @@ class NewsroomService:
         progress: bool = False,
         embedder: Embedder | None = None,
         generation: bool = True,
+        encoder_threads: int | None = None,
     ) -> NewsroomService:
         """Open storage, load the embedder (unless one is shared in), the index, the live
-        counts, and (with `generation`) the writing service. Call `start()` before serving."""
+        counts, and (with `generation`) the writing service. Call `start()` before serving.
+        `encoder_threads`: 0 lets an offline job's encoder use every core (a serving process
+        keeps `ranking.torch_threads`, as requests run side by side)."""
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         live = live_state(settings)
         storage = Storage(
@@ -176,7 +179,10 @@ class NewsroomService:
                 rc.batch_size,
                 rc.lead_words,
                 rc.query_cache_size,
-                threads=settings.ranking.torch_threads,
+                threads=(
+                    settings.ranking.torch_threads if encoder_threads is None else encoder_threads
+                ),
+                precision=rc.precision,
             )
         index_config = IndexConfig(
             hnsw_threshold=rc.hnsw_threshold,

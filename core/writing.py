@@ -60,7 +60,9 @@ class WritingService:
         related_to_text: Callable[[str, int], list[Article]],
         segments_dir: Any,
         n_segments: int = 8,
+        batch_size: int = 1,
     ) -> None:
+        """`batch_size`: summaries per pregeneration job (decoded as one batch)."""
         self.storage = storage
         self.models = models  # versions for cache keys; loaded only where jobs run
         self.cache = cache
@@ -70,11 +72,12 @@ class WritingService:
         self.segments_dir = segments_dir
         self.segments = InterestSegments.load(segments_dir)
         self.n_segments = n_segments
+        self.batch_size = batch_size
         self._segments_lock = threading.Lock()
 
     @classmethod
     def from_settings(cls, settings: Settings, service: NewsroomService) -> WritingService:
-        from generation.factory import build_model_set
+        from generation.factory import build_batcher, build_model_set
         from generation.writer import NewsWriter
 
         models = build_model_set(settings.generation, settings.data_dir)
@@ -84,7 +87,12 @@ class WritingService:
         def local_runner() -> JobRunner:
             with runner_lock:
                 if not runner:
-                    runner.append(JobRunner(NewsWriter(models, service.articles.embedder.encode)))
+                    writer = NewsWriter(
+                        models,
+                        service.articles.embedder.encode,
+                        batcher=build_batcher(settings.generation),
+                    )
+                    runner.append(JobRunner(writer))
                 return runner[0]
 
         recommender = service.recommender
@@ -97,6 +105,7 @@ class WritingService:
             service.articles.related_to_text,
             settings.data_dir / "segments",
             settings.generation.segments,
+            batch_size=settings.generation.batch_size,
         )
 
     def close(self) -> None:
@@ -252,25 +261,50 @@ class WritingService:
         return {**value, "user_id": None, "cached": cached}
 
     def pregenerate(self, article_ids: list[str], progress: bool = True) -> tuple[int, int]:
-        """Fill the cache: each article's summary for every segment and the generic reader.
-        Returns (generated, already cached); safe to interrupt and rerun."""
+        """Fill the cache: each article's summary for every segment and the generic reader,
+        `batch_size` summaries per job (one decoding batch). Returns (generated, already
+        cached); each batch is stored as it completes, so an interrupted run loses at most one
+        batch and a rerun skips what is cached."""
         from tqdm import tqdm
 
         readers = [self.segment_reader(s["id"]) for s in self.segment_list()]
-        generated = cached = 0
         jobs = [(a, r) for a in article_ids for r in readers]
-        for article_id, reader in tqdm(
-            jobs, desc="pregenerate", unit="summary", disable=not progress
-        ):
-            article = self.storage.get_article(article_id)
-            key = self._summary_key(article, reader)
-            if self.cache.get(key) is not None:
-                cached += 1
-                continue
-            result = self.queue.run_blocking(self._summary_job(article, reader))
-            self.cache.put(key, article.id, self._summary_value(article, reader, result))
-            generated += 1
+        generated = cached = 0
+        with tqdm(total=len(jobs), desc="pregenerate", unit="summary", disable=not progress) as bar:
+            todo: list[tuple[Article, Reader | None, str]] = []
+            for start, (article_id, reader) in enumerate(jobs):
+                article = self.storage.get_article(article_id)
+                key = self._summary_key(article, reader)
+                if self.cache.get(key) is not None:
+                    cached += 1
+                    bar.update(1)
+                else:
+                    todo.append((article, reader, key))
+                if len(todo) == self.batch_size or (todo and start == len(jobs) - 1):
+                    self._pregenerate_batch(todo)
+                    generated += len(todo)
+                    bar.update(len(todo))
+                    todo = []
         return generated, cached
+
+    def _pregenerate_batch(self, todo: list[tuple[Article, Reader | None, str]]) -> None:
+        if len(todo) == 1:
+            article, reader, key = todo[0]
+            results = [self.queue.run_blocking(self._summary_job(article, reader))]
+        else:
+            job = GenerationJob(
+                "summaries",
+                {
+                    "items": [
+                        {"title": a.title, "body": a.body, "reader": reader_args(r)}
+                        for a, r, _ in todo
+                    ]
+                },
+                self.models.version_of("summary"),
+            )
+            results = self.queue.run_blocking(job)
+        for (article, reader, key), result in zip(todo, results, strict=True):
+            self.cache.put(key, article.id, self._summary_value(article, reader, result))
 
     # --- headlines ----------------------------------------------------------------------------
     async def headlines(self, article_id: str, user_id: str | None, n: int) -> dict[str, Any]:

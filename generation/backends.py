@@ -53,6 +53,11 @@ class LMBackend(ABC):
     def generate(self, prompt_ids: list[int], options: DecodeOptions) -> str:
         return "".join(self.stream(prompt_ids, options)).strip()
 
+    def generate_batch(self, prompts: list[list[int]], options: DecodeOptions) -> list[str]:
+        """Completions of several prompts, in order, as `generate` would write each. This one
+        decodes them one by one; a backend that decodes a batch at once overrides it."""
+        return [self.generate(ids, options) for ids in prompts]
+
     def _suppressed_ids(self, words: tuple[str, ...]) -> list[list[int]]:
         """Token sequences of each word as it may appear (with/without a leading space)."""
         sequences: list[list[int]] = []
@@ -202,8 +207,7 @@ class CTranslate2Backend(LMBackend):
         super().__init__(tokenizer, version)
         self.generator = generator
 
-    def stream(self, prompt_ids: list[int], options: DecodeOptions) -> Iterator[str]:
-        tokens = self.tokenizer.convert_ids_to_tokens(prompt_ids)
+    def _decode_kwargs(self, options: DecodeOptions) -> dict[str, Any]:
         kwargs: dict[str, Any] = {
             "max_length": options.max_new_tokens,
             "repetition_penalty": options.repetition_penalty,
@@ -217,13 +221,41 @@ class CTranslate2Backend(LMBackend):
             )
             import ctranslate2
 
-            # generate_tokens takes no seed; the process-wide one makes variants repeatable.
+            # The generate calls take no seed; the process-wide one makes variants repeatable.
             ctranslate2.set_random_seed(options.seed + 1)
         if options.suppress:
             kwargs["suppress_sequences"] = [
                 self.tokenizer.convert_ids_to_tokens(ids)
                 for ids in self._suppressed_ids(options.suppress)
             ]
+        return kwargs
+
+    def generate_batch(self, prompts: list[list[int]], options: DecodeOptions) -> list[str]:
+        """Prompts of equal length decode as one batch: every step runs their matmuls at once.
+        Prompts of other lengths go in their own batches, because CTranslate2 reads the part of
+        a longer prompt beyond the shortest one token per step, which measured slower than
+        decoding each alone (26.1 s vs 18.4 s for 8 XSum prompts of 186-392 tokens; 8 of 392
+        together: 17.6 s vs 22.9 s alone). News prompts mostly fill the prompt budget, so they
+        share a length (`bench/batching`)."""
+        texts: list[str] = [""] * len(prompts)
+        by_length: dict[int, list[int]] = {}
+        for n, ids in enumerate(prompts):
+            by_length.setdefault(len(ids), []).append(n)
+        kwargs = self._decode_kwargs(options)
+        for rows in by_length.values():
+            results = self.generator.generate_batch(
+                [self.tokenizer.convert_ids_to_tokens(prompts[n]) for n in rows],
+                include_prompt_in_result=False,
+                **kwargs,
+            )
+            for n, result in zip(rows, results, strict=True):
+                ids = result.sequences_ids[0]
+                texts[n] = self.tokenizer.decode(ids, skip_special_tokens=True).strip()
+        return texts
+
+    def stream(self, prompt_ids: list[int], options: DecodeOptions) -> Iterator[str]:
+        tokens = self.tokenizer.convert_ids_to_tokens(prompt_ids)
+        kwargs = self._decode_kwargs(options)
         decoder = _IncrementalDecoder(self.tokenizer)
         steps = self.generator.generate_tokens(tokens, **kwargs)
         try:

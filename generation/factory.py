@@ -6,8 +6,16 @@ from pathlib import Path
 
 from core.settings import GenerationConfig
 from generation.backends import BackendName, LMBackend, load_backend
+from generation.batching import DecodeBatcher
 from generation.lm import SMOLLM2_NAME, resolve_base_model
 from generation.writer import ModelSet
+
+
+def build_batcher(config: GenerationConfig) -> DecodeBatcher | None:
+    """Dynamic batching for the writer where jobs run (None when `batch_size` is 1)."""
+    if config.batch_size <= 1:
+        return None
+    return DecodeBatcher(config.batch_size, decoders=config.workers)
 
 
 def build_model_set(

@@ -19,10 +19,11 @@ import numpy as np
 from core.errors import GenerationCancelled, ModelUnavailable, NewsroomError
 from generation.writer import NewsWriter, Reader, SourceArticle
 
-JobKind = Literal["summary", "headlines", "draft", "draft_sentence"]
+JobKind = Literal["summary", "summaries", "headlines", "draft", "draft_sentence"]
 # Which served model a job runs on (its version is checked by whoever runs it).
 ROLE_OF = {
     "summary": "summary",
+    "summaries": "summary",
     "headlines": "headline",
     "draft": "draft",
     "draft_sentence": "draft",
@@ -117,6 +118,9 @@ class JobRunner:
         if job.kind == "summary":
             summary = self.writer.summary(args["title"], args["body"], _reader(args["reader"]))
             return summary.as_dict()
+        if job.kind == "summaries":  # pregeneration: decoded as one batch
+            items = [(i["title"], i["body"], _reader(i["reader"])) for i in args["items"]]
+            return [s.as_dict() for s in self.writer.summaries(items)]
         if job.kind == "headlines":
             variants = self.writer.headlines(
                 args["title"],

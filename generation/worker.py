@@ -36,13 +36,17 @@ CANCEL_CHECK_TOKENS = 8  # a Redis read every this many tokens: cancellation wit
 
 
 def build_runner(settings: Settings) -> JobRunner:
-    from generation.factory import build_model_set
+    from generation.factory import build_batcher, build_model_set
     from generation.writer import NewsWriter
     from retrieval.embedder import Embedder
 
     rc = settings.retrieval
     embedder = Embedder(rc.model_path(), rc.batch_size, rc.lead_words, rc.query_cache_size)
-    writer = NewsWriter(build_model_set(settings.generation, settings.data_dir), embedder.encode)
+    writer = NewsWriter(
+        build_model_set(settings.generation, settings.data_dir),
+        embedder.encode,
+        batcher=build_batcher(settings.generation),
+    )
     return JobRunner(writer)
 
 

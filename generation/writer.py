@@ -18,6 +18,7 @@ import numpy as np
 
 from core.errors import GenerationCancelled, InvalidInput
 from generation.backends import DecodeOptions, LMBackend
+from generation.batching import DecodeBatcher
 from generation.citations import Citation, SentenceChecker, split_sources
 from generation.guard import GroundingReport, SourceFacts, sentences
 from generation.lm import model_fingerprint
@@ -252,6 +253,8 @@ class NewsWriter:
     encode: Callable[[list[str]], np.ndarray] | None = None  # sentence embeddings, for focus
     focus_sentences: int = 3
     options: dict[str, DecodeOptions] = field(default_factory=lambda: dict(TASK_OPTIONS))
+    # Concurrent whole completions (summaries, greedy headlines) decode as one batch.
+    batcher: DecodeBatcher | None = None
 
     # --- personalization ---------------------------------------------------------------------
     def focus(self, body: str, reader: Reader | None) -> tuple[str, str]:
@@ -275,12 +278,19 @@ class NewsWriter:
         options: DecodeOptions,
         on_token: Callable[[str], None] | None = None,
         cancel: Cancellation | None = None,
+        first: str | None = None,
     ) -> Generated:
+        """`first`: the first attempt's completion when it was decoded already (in a batch)."""
         backend = self.models.get(MODEL_FOR_TASK[task])
         version = self.models.version_of(MODEL_FOR_TASK[task])
         ids = prompt_ids(backend.tokenizer, prompt)
         tokenizer = backend.tokenizer
-        raw = decode(backend, ids, options, cancel, on_token)
+        if first is not None:
+            raw = first
+        elif on_token is None and self.batcher is not None:
+            raw = self._batched(backend, ids, options, cancel)
+        else:
+            raw = decode(backend, ids, options, cancel, on_token)
         # Special tokens' text is dropped before clean-up, which then sees where sentences end.
         text = CLEAN[task](strip_special_tokens(tokenizer, raw))
         report = facts.check(text) if text else GroundingReport(0, ["(empty output)"])
@@ -302,6 +312,23 @@ class NewsWriter:
             unsupported=tuple(u for u in report.unsupported if u[0] != "("),
         )
 
+    def _batched(
+        self,
+        backend: LMBackend,
+        ids: list[int],
+        options: DecodeOptions,
+        cancel: Cancellation | None,
+    ) -> str:
+        """A whole completion through the batcher; `cancel` is honoured before and after (a
+        batch is not interrupted for one of its members)."""
+        assert self.batcher is not None
+        if cancel is not None and cancel.is_set():  # queued for a client that has gone
+            raise GenerationCancelled("the client went away: generation not started")
+        text = self.batcher.generate(backend, ids, options)
+        if cancel is not None and cancel.is_set():
+            raise GenerationCancelled("the client went away: generation stopped")
+        return text
+
     # --- tasks ----------------------------------------------------------------------------------
     def _untrusted(self, task: str, *texts: str) -> list[str]:
         """Source texts without special tokens: they reach the prompt, the guard's facts and the
@@ -317,12 +344,30 @@ class NewsWriter:
         interests = ", ".join(reader.interests) or "general news"
         return task_prompt(tokenizer, f"personalized_{task}", text, interests=interests)
 
-    def summary(self, title: str, body: str, reader: Reader | None = None) -> Generated:
+    def _summary_parts(
+        self, title: str, body: str, reader: Reader | None
+    ) -> tuple[RenderedPrompt, SourceFacts, str]:
         title, body = self._untrusted("summary", title, body)
         text, extract = self.focus(body, reader)
-        prompt = self._prompt("summary", text, reader)
-        facts = SourceFacts([title, body])
+        return self._prompt("summary", text, reader), SourceFacts([title, body]), extract
+
+    def summary(self, title: str, body: str, reader: Reader | None = None) -> Generated:
+        prompt, facts, extract = self._summary_parts(title, body, reader)
         return self._guarded("summary", prompt, facts, extract, self.options["summary"])
+
+    def summaries(self, items: list[tuple[str, str, Reader | None]]) -> list[Generated]:
+        """Several summaries (title, body, reader) at once, as `summary` writes each: their first
+        attempts decode as one batch (pregeneration); one the guard rejects is retried alone."""
+        parts = [self._summary_parts(title, body, reader) for title, body, reader in items]
+        backend = self.models.get(MODEL_FOR_TASK["summary"])
+        options = self.options["summary"]
+        firsts = backend.generate_batch(
+            [prompt_ids(backend.tokenizer, prompt) for prompt, _, _ in parts], options
+        )
+        return [
+            self._guarded("summary", prompt, facts, extract, options, first=first)
+            for (prompt, facts, extract), first in zip(parts, firsts, strict=True)
+        ]
 
     def headlines(
         self,

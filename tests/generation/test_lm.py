@@ -97,3 +97,19 @@ def test_closing_a_torch_stream_stops_its_decoding(tiny_lm_dir: Path, tmp_path: 
     assert set(threading.enumerate()) - before  # generate() runs on a thread of its own
     stream.close()  # a consumer that stops reading (a client that went away)
     assert not set(threading.enumerate()) - before  # ... which has stopped, not decoding on
+
+
+@pytest.mark.parametrize("backend_name", ["torch", "ctranslate2"])
+def test_a_batch_decodes_as_each_prompt_would_alone(
+    backend_name: str, tiny_lm_dir: Path, tmp_path: Path
+) -> None:
+    backend = load_backend(backend_name, tiny_lm_dir, None, tmp_path)  # type: ignore[arg-type]
+    texts = ["Some news.", "A much longer piece of news about the city council budget vote."]
+    prompts = [
+        prompt_ids(backend.tokenizer, task_prompt(backend.tokenizer, "summary", text))
+        for text in texts * 2
+    ]
+    options = DecodeOptions(max_new_tokens=8)
+    alone = [backend.generate(ids, options) for ids in prompts]
+    assert backend.generate_batch(prompts, options) == alone  # prompts of unequal length pad
+    assert backend.generate_batch([], options) == []

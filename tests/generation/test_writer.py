@@ -204,3 +204,26 @@ def test_output_cleanup_removes_echoed_markup_and_labels() -> None:
         "Profits jump at Time Warner"
     )
     assert clean_summary("<news>Summary: Profits rose. Then more text.") == "Profits rose."
+
+
+def test_summaries_in_a_batch_are_guarded_as_each_alone(scripted) -> None:  # type: ignore[no-untyped-def]
+    outputs = [
+        "Time Warner profits jump 76%.",  # batch: 1st item, grounded
+        "Profits jumped 95% at Time Warner.",  # batch: 2nd item, an invented number
+        "Time Warner profits rose.",  # the 2nd item's retry, alone and with "95" suppressed
+    ]
+    models, backend = scripted(outputs)
+    results = NewsWriter(models).summaries([(TITLE, BODY, None), (TITLE, BODY, None)])
+    assert [r.text for r in results] == ["Time Warner profits jump 76%.", outputs[2]]
+    assert [r.attempts for r in results] == [1, 2]
+    assert backend.calls[2].suppress == ("95",)
+
+
+def test_whole_completions_go_through_the_batcher(scripted) -> None:  # type: ignore[no-untyped-def]
+    from generation.batching import DecodeBatcher
+
+    models, _ = scripted(["Time Warner profits jump 76% in three months to December."])
+    batcher = DecodeBatcher(max_batch=4)
+    result = NewsWriter(models, batcher=batcher).summary(TITLE, BODY)
+    assert result.grounded and result.text.startswith("Time Warner profits jump 76%")
+    assert list(batcher.batch_sizes) == [1]

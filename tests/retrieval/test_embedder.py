@@ -56,3 +56,34 @@ def test_serving_imports_no_torch(tmp_path: Path) -> None:
 
 def test_an_empty_input_gives_no_rows(embedder: Embedder) -> None:
     assert embedder.encode([]).shape == (0, embedder.dim)
+
+
+def test_int8_runs_on_the_same_copy_with_interchangeable_vectors(tmp_path: Path) -> None:
+    path = Path(Settings().retrieval.model_path())
+    exact = Embedder(path, batch_size=2, threads=1, cache_root=tmp_path)
+    quantized = Embedder(path, batch_size=2, threads=1, cache_root=tmp_path, precision="int8")
+    assert quantized.name == exact.name  # same stored model id: one index holds both
+    assert len(list(tmp_path.iterdir())) == 1  # quantized on load, not converted again
+    texts = [t for t in TEXTS if t] + [
+        "Oil prices fall as OPEC raises output",
+        "The manager was sacked after five defeats in a row",
+        "Crude futures slide on supply worries",
+        "Club parts ways with its coach after a losing streak",
+    ]
+    got, expected = quantized.encode(texts), exact.encode(texts)
+    assert got.dtype == np.float32
+    np.testing.assert_allclose(np.linalg.norm(got, axis=1), 1.0, atol=1e-5)
+    cosine = (got * expected).sum(axis=1)
+    assert float(cosine.min()) > 0.99 and float(cosine.max()) < 0.99999  # close, not identical
+    # Same nearest neighbour for every text (oil with oil, football with football).
+    for vectors in (got, expected):
+        scores = vectors @ vectors.T
+        np.fill_diagonal(scores, -1)
+        assert scores[-4].argmax() == len(texts) - 2 and scores[-3].argmax() == len(texts) - 1
+
+
+def test_int8_is_refused_for_a_folder_only_sentence_transformers_runs(tmp_path: Path) -> None:
+    import pytest
+
+    with pytest.raises(ValueError, match="PRECISION=float32"):
+        Embedder(tmp_path, cache_root=tmp_path, precision="int8")
