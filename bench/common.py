@@ -134,6 +134,36 @@ def latency_ms(seconds: Sequence[float]) -> dict[str, float]:
     }
 
 
+@dataclass(frozen=True, slots=True)
+class TimedCompletion:
+    text: str
+    tokens: int
+    first_token_s: float | None  # None: nothing was generated
+    total_s: float
+
+    @property
+    def decode_tokens_per_s(self) -> float | None:
+        """Tokens after the first per second after it (the first token pays the prompt)."""
+        if self.first_token_s is None or self.tokens < 2:
+            return None
+        return (self.tokens - 1) / max(1e-6, self.total_s - self.first_token_s)
+
+
+def timed_stream(backend: Any, ids: list[int], options: Any) -> TimedCompletion:
+    """One streamed completion of `backend` (an `LMBackend`) with its time to first token."""
+    started = time.perf_counter()
+    first = None
+    pieces = []
+    for piece in backend.stream(ids, options):
+        if first is None:
+            first = time.perf_counter() - started
+        pieces.append(piece)
+    total = time.perf_counter() - started
+    text = "".join(pieces)
+    tokens = len(backend.tokenizer(text, add_special_tokens=False)["input_ids"])
+    return TimedCompletion(text, tokens, first, total)
+
+
 def markdown_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
     def cell(value: Any) -> str:
         if isinstance(value, float):

@@ -30,7 +30,13 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench.common import default_data_dir, markdown_table, setup_logging, write_results
+from bench.common import (
+    default_data_dir,
+    markdown_table,
+    setup_logging,
+    timed_stream,
+    write_results,
+)
 
 log = logging.getLogger(__name__)
 
@@ -95,26 +101,15 @@ def worker(spec: str, args: argparse.Namespace) -> dict[str, Any]:
         ids = prompt_ids(
             backend.tokenizer, task_prompt(backend.tokenizer, "summary", example.source)
         )
-        started = time.perf_counter()
-        first = None
-        pieces = []
-        for piece in backend.stream(ids, options):
-            if first is None:
-                first = time.perf_counter() - started
-            pieces.append(piece)
-        total = time.perf_counter() - started
-        text = "".join(pieces)
-        n_tokens = len(backend.tokenizer(text, add_special_tokens=False)["input_ids"])
+        done = timed_stream(backend, ids, options)
         rows.append(
             {
                 "id": example.id,
                 "prompt_tokens": len(ids),
-                "tokens": n_tokens,
-                "ttft_ms": None if first is None else first * 1000,
-                "rate": (n_tokens - 1) / max(1e-6, total - first)
-                if first is not None and n_tokens >= 2
-                else None,
-                "summary": CLEAN["summary"](text.strip()),
+                "tokens": done.tokens,
+                "ttft_ms": None if done.first_token_s is None else done.first_token_s * 1000,
+                "rate": done.decode_tokens_per_s,
+                "summary": CLEAN["summary"](done.text.strip()),
             }
         )
     return {

@@ -28,6 +28,7 @@ from bench.common import (
     link_shared_models,
     markdown_table,
     setup_logging,
+    timed_stream,
     verdict,
     write_results,
 )
@@ -54,20 +55,12 @@ def backend_speed(name: str, prompts: list[str], settings: Settings) -> dict[str
     rates, ttfts, lengths = [], [], []
     for prompt in prompts:
         ids = prompt_ids(backend.tokenizer, task_prompt(backend.tokenizer, "summary", prompt))
-        started = time.perf_counter()
-        first = None
-        pieces = []
-        for piece in backend.stream(ids, options):
-            if first is None:
-                first = time.perf_counter() - started
-            pieces.append(piece)
-        total = time.perf_counter() - started
-        n_tokens = len(backend.tokenizer("".join(pieces), add_special_tokens=False)["input_ids"])
-        if first is None or n_tokens < 2:
+        done = timed_stream(backend, ids, options)
+        if done.decode_tokens_per_s is None or done.first_token_s is None:
             continue
-        rates.append((n_tokens - 1) / max(1e-6, total - first))
-        ttfts.append(first * 1000)
-        lengths.append(n_tokens)
+        rates.append(done.decode_tokens_per_s)
+        ttfts.append(done.first_token_s * 1000)
+        lengths.append(done.tokens)
     return {
         "backend": name,
         "load_s": load_s,
