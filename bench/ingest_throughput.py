@@ -1,6 +1,6 @@
 """Figure 1: ingest throughput vs the raw encoder.
 
-Measures articles/s of `NewsroomService.ingest_stream` (validation, hashing, encode, SQLite write,
+Measures articles/s of `ArticleService.ingest_stream` (validation, hashing, encode, SQLite write,
 FAISS add) into a fresh temp data dir, against plain
 `embedder.engine.encode(texts, batch_size=64)` (the encoder itself) on the very same texts
 (`article_text(title, body, lead_words)`), on 1,500 AG News articles. The two sides alternate
@@ -68,10 +68,11 @@ def _timed_encode(embedder: Any, spent: list[float]) -> None:
 
 
 def main(config: IngestBenchConfig) -> dict[str, Any]:
-    from core.service import NewsroomService  # heavy: torch via the embedder
+    from core.articles import ArticleService
+    from core.service import NewsroomService  # heavy: the embedder
 
     contention = CpuContention.start()
-    chunk = int(inspect.signature(NewsroomService.ingest_stream).parameters["batch_size"].default)
+    chunk = int(inspect.signature(ArticleService.ingest_stream).parameters["batch_size"].default)
     padded: dict[str, int] = {}
     drafts = load_agnews(config.data_dir, config.articles)
     n = len(drafts)

@@ -77,7 +77,9 @@ class ArticleService:
         self, drafts: Iterable[ArticleDraft], batch_size: int = 64, window: int = 8192
     ) -> Iterable[IngestReport]:
         """Offline ingest of any number of drafts, one report per batch of `batch_size` (a
-        progress bar moves every few seconds; a commit per 64 costs ~1% of the encoding).
+        progress bar moves every few seconds; on short AG News texts 9% of the ingest time is
+        outside the encoder, and ingest keeps up with one raw encode call:
+        `bench.ingest_throughput`).
         Drafts that break a limit are skipped with a warning instead of failing the run.
 
         Within a window of drafts, batches are formed from texts of similar length: the encoder

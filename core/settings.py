@@ -34,15 +34,15 @@ class RetrievalConfig(BaseModel):
     )
     precision: Precision = Field(
         "int8",
-        description="Encoder arithmetic: int8 (CTranslate2, ~2x faster, same neighbours) or "
-        "float32 (the reference); `python -m bench.encoder`.",
+        description="Encoder arithmetic: int8 (CTranslate2, ~1.4x float32's speed, same "
+        "neighbours) or float32 (the reference); `python -m bench.encoder`.",
     )
     batch_size: int = Field(
         8,
         ge=1,
         le=1024,
-        description="Texts per encode batch: 8 keeps a batch's activations in L2 cache (64 was "
-        "~1.6x slower on 256-piece articles).",
+        description="Texts per encode batch (64 was 1.3-1.5x slower per article on 256-piece "
+        "articles; 4-16 alike).",
     )
     lead_words: int = Field(
         180,

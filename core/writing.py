@@ -272,37 +272,25 @@ class WritingService:
         generated = cached = 0
         with tqdm(total=len(jobs), desc="pregenerate", unit="summary", disable=not progress) as bar:
             todo: list[tuple[Article, Reader | None, str]] = []
-            for start, (article_id, reader) in enumerate(jobs):
+            for article_id, reader in jobs:
                 article = self.storage.get_article(article_id)
                 key = self._summary_key(article, reader)
-                if self.cache.get(key) is not None:
+                if self.cache.get(key) is None:
+                    todo.append((article, reader, key))
+                else:
                     cached += 1
                     bar.update(1)
-                else:
-                    todo.append((article, reader, key))
-                if len(todo) == self.batch_size or (todo and start == len(jobs) - 1):
-                    self._pregenerate_batch(todo)
-                    generated += len(todo)
-                    bar.update(len(todo))
-                    todo = []
+            for start in range(0, len(todo), self.batch_size):
+                batch = todo[start : start + self.batch_size]
+                self._pregenerate_batch(batch)
+                generated += len(batch)
+                bar.update(len(batch))
         return generated, cached
 
     def _pregenerate_batch(self, todo: list[tuple[Article, Reader | None, str]]) -> None:
-        if len(todo) == 1:
-            article, reader, key = todo[0]
-            results = [self.queue.run_blocking(self._summary_job(article, reader))]
-        else:
-            job = GenerationJob(
-                "summaries",
-                {
-                    "items": [
-                        {"title": a.title, "body": a.body, "reader": reader_args(r)}
-                        for a, r, _ in todo
-                    ]
-                },
-                self.models.version_of("summary"),
-            )
-            results = self.queue.run_blocking(job)
+        items = [{"title": a.title, "body": a.body, "reader": reader_args(r)} for a, r, _ in todo]
+        job = GenerationJob("summaries", {"items": items}, self.models.version_of("summary"))
+        results = self.queue.run_blocking(job)
         for (article, reader, key), result in zip(todo, results, strict=True):
             self.cache.put(key, article.id, self._summary_value(article, reader, result))
 

@@ -170,12 +170,20 @@ def decode(
     options: DecodeOptions,
     cancel: Cancellation | None = None,
     on_token: Callable[[str], None] | None = None,
+    batcher: DecodeBatcher | None = None,
 ) -> str:
     """The completion as `backend.stream` yields it, checking `cancel` before the first token
     and after each: once set, the stream is closed (which stops the backend's decoding) and
-    `GenerationCancelled` raised."""
+    `GenerationCancelled` raised. With a `batcher` and nobody reading tokens, the completion
+    is decoded whole in a batch with other waiting requests (`cancel` is then checked before
+    and after: a batch is not interrupted for one of its members)."""
     if cancel is not None and cancel.is_set():  # queued for a client that has gone
         raise GenerationCancelled("the client went away: generation not started")
+    if batcher is not None and on_token is None:
+        text = batcher.generate(backend, ids, options)
+        if cancel is not None and cancel.is_set():
+            raise GenerationCancelled("the client went away: generation stopped")
+        return text
     pieces: list[str] = []
     stream = backend.stream(ids, options)
     try:
@@ -285,12 +293,10 @@ class NewsWriter:
         version = self.models.version_of(MODEL_FOR_TASK[task])
         ids = prompt_ids(backend.tokenizer, prompt)
         tokenizer = backend.tokenizer
-        if first is not None:
-            raw = first
-        elif on_token is None and self.batcher is not None:
-            raw = self._batched(backend, ids, options, cancel)
+        if first is None:
+            raw = decode(backend, ids, options, cancel, on_token, self.batcher)
         else:
-            raw = decode(backend, ids, options, cancel, on_token)
+            raw = first
         # Special tokens' text is dropped before clean-up, which then sees where sentences end.
         text = CLEAN[task](strip_special_tokens(tokenizer, raw))
         report = facts.check(text) if text else GroundingReport(0, ["(empty output)"])
@@ -311,23 +317,6 @@ class NewsWriter:
             attempts=2,
             unsupported=tuple(u for u in report.unsupported if u[0] != "("),
         )
-
-    def _batched(
-        self,
-        backend: LMBackend,
-        ids: list[int],
-        options: DecodeOptions,
-        cancel: Cancellation | None,
-    ) -> str:
-        """A whole completion through the batcher; `cancel` is honoured before and after (a
-        batch is not interrupted for one of its members)."""
-        assert self.batcher is not None
-        if cancel is not None and cancel.is_set():  # queued for a client that has gone
-            raise GenerationCancelled("the client went away: generation not started")
-        text = self.batcher.generate(backend, ids, options)
-        if cancel is not None and cancel.is_set():
-            raise GenerationCancelled("the client went away: generation stopped")
-        return text
 
     # --- tasks ----------------------------------------------------------------------------------
     def _untrusted(self, task: str, *texts: str) -> list[str]:

@@ -207,7 +207,6 @@ class Embedder:
                     "(sentence-transformers) runs it; set NEWSROOM_RETRIEVAL__PRECISION=float32"
                 )
             self.engine = SentenceTransformerEngine(path)
-        self.precision = precision
         self.name = model_name(path)
         self.dim = self.engine.dim
         self.batch_size = batch_size
