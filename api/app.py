@@ -17,7 +17,17 @@ from api.auth import KeyRing
 from api.errors import install_error_handlers
 from api.limits import BodySizeLimit
 from api.observability import AccessLog, Metrics, ServiceCollector
-from api.routes import articles, feed, generation, health, quality, search, studio, users
+from api.routes import (
+    articles,
+    campaigns,
+    feed,
+    generation,
+    health,
+    quality,
+    search,
+    studio,
+    users,
+)
 from core.service import NewsroomService
 from core.settings import Settings
 from core.threads import limit_threads
@@ -108,6 +118,7 @@ def create_app(settings: Settings, service: NewsroomService | None = None) -> Fa
     app.include_router(feed.router)
     app.include_router(generation.router)
     app.include_router(users.router)
+    app.include_router(campaigns.router)
     app.include_router(quality.router)
     app.include_router(studio.router)
     app.mount("/studio/assets", StaticFiles(directory=studio.ASSETS_DIR), name="studio-assets")

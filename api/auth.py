@@ -4,8 +4,9 @@
 |--------|-----|
 | cms    | write articles, read them, search, feed, rank, headline variants (not per reader) |
 | writer | drafts (not per reader), headline variants (not per reader), search, read articles |
-| app    | personalized summaries, events, feed, read articles |
-| admin  | everything, including user deletion and export |
+| app    | personalized summaries, events (also of sponsored items), feed, read articles |
+| ads    | advertisers' campaigns: create, change, delete, delivery reports (no reader data) |
+| admin  | everything, including user deletion and export, and campaign previews |
 
 Only the roles in `READER_DATA_ROLES` may name a reader (`user_id`) where a route is open to
 other roles as well (`require_reader_data`).
@@ -32,8 +33,8 @@ from core.settings import Settings
 
 log = logging.getLogger(__name__)
 
-Role = Literal["cms", "writer", "app", "admin"]
-ROLES: tuple[Role, ...] = ("cms", "writer", "app", "admin")
+Role = Literal["cms", "writer", "app", "ads", "admin"]
+ROLES: tuple[Role, ...] = ("cms", "writer", "app", "ads", "admin")
 KEYS_FILE_NAME = "api_keys"
 MIN_KEY_CHARS = 16
 
@@ -96,7 +97,13 @@ def write_demo_keys(path: Path) -> dict[str, str]:
 
     if path.is_file():
         pairs = [line.split("=", 1) for line in path.read_text().splitlines() if "=" in line]
-        return {role.strip(): key.strip() for role, key in pairs}
+        kept = {role.strip(): key.strip() for role, key in pairs}
+        # A role added since the file was written (e.g. `ads`) gets its key appended.
+        added = {r: f"nr_{r}_{secrets.token_urlsafe(24)}" for r in ROLES if r not in kept}
+        if added:
+            with open(path, "a") as handle:
+                handle.write("".join(f"{role}={key}\n" for role, key in added.items()))
+        return {**kept, **added}
     keys = {role: f"nr_{role}_{secrets.token_urlsafe(24)}" for role in ROLES}
     path.parent.mkdir(parents=True, exist_ok=True)
     descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)

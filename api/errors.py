@@ -47,7 +47,10 @@ def error_response(
 
 def _field_of(location: tuple) -> str:
     # ("body", "articles", 3, "title") -> "articles[3].title"; ("query", "k") -> "k"
-    parts = [p for p in location if p not in ("body", "query", "path", "header", *UNION_TAGS)]
+    # Only the first element says where (a field may itself be called `body`).
+    if location and location[0] in ("body", "query", "path", "header"):
+        location = location[1:]
+    parts = [p for p in location if p not in UNION_TAGS]
     text = ""
     for part in parts:
         text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))

@@ -5,14 +5,23 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Discriminator, Field, Tag
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    Tag,
+    model_validator,
+)
 
-from core.domain import Article, ArticleDraft, EventDraft, SearchHit, utcnow
+from core.domain import AdEventDraft, Article, ArticleDraft, EventDraft, SearchHit, utcnow
 
 ARTICLE_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:\-]{0,127}$"
 USER_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:@\-]{0,127}$"
 SEGMENT_PATTERN = r"^(generic|segment-[0-9]{1,3})$"
-EventType = Literal["impression", "click", "dwell", "like", "share", "dismiss"]
+EventType = Literal["impression", "click", "dwell", "like", "share", "dismiss", "conversion"]
+CAMPAIGN_ID_PATTERN = r"^c-[0-9a-f]{12}$"
 
 # Every datetime a client sends lies in this range once in UTC: `0001-01-01T00:00:00+14:00` is
 # before year 1 in UTC, and converting it overflowed into a 500.
@@ -168,12 +177,35 @@ class EventIn(BaseModel):
         description="Your id for the event; a repeated id is ignored (safe retries).",
     )
     user_id: str = Field(pattern=USER_ID_PATTERN)
-    article_id: str = Field(pattern=ARTICLE_ID_PATTERN)
+    article_id: str | None = Field(
+        None, pattern=ARTICLE_ID_PATTERN, description="The article; or `campaign_id`."
+    )
+    campaign_id: str | None = Field(
+        None,
+        pattern=CAMPAIGN_ID_PATTERN,
+        description="A sponsored item instead of an article: `impression`, `click` or "
+        "`conversion`.",
+    )
     type: EventType
     dwell_ms: int | None = Field(None, ge=0, le=86_400_000)
     ts: BoundedDatetime | None = Field(None, description="When it happened; default: now.")
 
-    def to_draft(self) -> EventDraft:
+    @model_validator(mode="after")
+    def _one_target(self) -> EventIn:
+        if (self.article_id is None) == (self.campaign_id is None):
+            raise ValueError("an event names exactly one of article_id and campaign_id")
+        return self
+
+    def to_draft(self) -> EventDraft | AdEventDraft:
+        if self.campaign_id is not None:
+            return AdEventDraft(
+                user_id=self.user_id,
+                campaign_id=self.campaign_id,
+                type=self.type,
+                event_id=self.event_id,
+                ts=self.ts,
+            )
+        assert self.article_id is not None
         return EventDraft(
             user_id=self.user_id,
             article_id=self.article_id,
@@ -223,6 +255,7 @@ class ExplanationOut(BaseModel):
 
 
 class RankedItemOut(BaseModel):
+    sponsored: Literal[False] = False
     id: str
     title: str
     category: str | None
@@ -246,6 +279,7 @@ class RankedItemOut(BaseModel):
             rid, title, sim = x.because_you_read
             because = {"id": rid, "title": title, "similarity": sim}
         return {
+            "sponsored": False,
             "id": e.id,
             "title": e.title,
             "category": e.category,
@@ -261,9 +295,50 @@ class RankedItemOut(BaseModel):
         }
 
 
+class SponsoredExplanationOut(BaseModel):
+    text: str = Field(
+        description="Why this reader sees this ad: the targeting that matched, in words (never "
+        "the reader's history)."
+    )
+    targeting: list[str] = Field(
+        description="What matched: `category:<name>`, `segment:<id>`, `audience`, or `untargeted`."
+    )
+
+
+class SponsoredItemOut(BaseModel):
+    sponsored: Literal[True] = True
+    campaign_id: str
+    advertiser: str
+    title: str
+    body: str
+    url: str
+    category: str | None
+    explanation: SponsoredExplanationOut
+
+    @staticmethod
+    def data_of(item) -> dict[str, Any]:  # item: core.sponsored.SponsoredItem
+        campaign = item.campaign
+        return {
+            "sponsored": True,
+            "campaign_id": campaign.id,
+            "advertiser": campaign.advertiser,
+            "title": campaign.creative.title,
+            "body": campaign.creative.body,
+            "url": campaign.creative.url,
+            "category": campaign.creative.category,
+            "explanation": {"text": item.explanation, "targeting": item.matched},
+        }
+
+
+FeedItemOut = Annotated[RankedItemOut | SponsoredItemOut, Field(discriminator="sponsored")]
+
+
 class FeedOut(BaseModel):
     user_id: str
-    items: list[RankedItemOut]
+    items: list[FeedItemOut] = Field(
+        description="The organic items in order, with sponsored ones (`sponsored: true`) "
+        "placed among them when `ads` > 0."
+    )
     cold_start: bool = Field(description="True when the user has no usable history yet.")
     candidates: int = Field(description="Candidates scored before diversification.")
 
@@ -443,11 +518,164 @@ class ExampleReadersOut(BaseModel):
 # --- readers (privacy) ---------------------------------------------------------------------------
 class UserDeletedOut(BaseModel):
     user_id: str
-    deleted: dict[str, int] = Field(description="Rows removed: events, profiles, generated.")
+    deleted: dict[str, int] = Field(
+        description="Rows removed: events, profiles, generated; ad_events unlinked from the reader."
+    )
 
 
 class UserExportOut(BaseModel):
     user_id: str
     events: list[dict[str, Any]]
+    ad_events: list[dict[str, Any]] = Field(
+        description="Sponsored items the reader was shown, clicked or converted on."
+    )
     profile: dict[str, Any] | None
     generated: list[dict[str, Any]] = Field(description="Outputs written for this reader alone.")
+
+
+# --- campaigns (sponsored items) --------------------------------------------------------------
+class CreativeIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    title: str = Field(min_length=1, max_length=120, description="Headline of the ad.")
+    body: str = Field("", max_length=500, description="A line or two under the headline.")
+    url: str = Field(pattern=r"^https?://\S+$", max_length=2048, description="Landing page.")
+    category: str | None = Field(None, max_length=64, description="What the ad is about.")
+
+
+class CreativePatch(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    title: str = Field(None, min_length=1, max_length=120)
+    body: str = Field(None, max_length=500)
+    url: str = Field(None, pattern=r"^https?://\S+$", max_length=2048)
+    category: str | None = Field(None, max_length=64)
+
+
+class TargetingIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    categories: list[Annotated[str, Field(min_length=1, max_length=64)]] = Field(
+        default_factory=list,
+        max_length=20,
+        description="Shown to readers with any of these among their top 3 interests.",
+    )
+    segments: list[Annotated[str, Field(pattern=r"^segment-[0-9]{1,3}$")]] = Field(
+        default_factory=list,
+        max_length=64,
+        description="Interest segments (GET /v1/segments) the reader must be in (any).",
+    )
+    audience: str | None = Field(
+        None,
+        min_length=3,
+        max_length=300,
+        description="Who the ad is for, in words; matched to the reader's reading by embedding "
+        "similarity.",
+    )
+    audience_threshold: float | None = Field(
+        None, ge=-1, le=1, description="Cosine similarity the match needs; default: the server's."
+    )
+
+
+class CampaignIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    advertiser: str = Field(min_length=1, max_length=200)
+    creative: CreativeIn
+    bid_cpc: float = Field(gt=0, le=1000, description="Most the advertiser pays per click.")
+    daily_budget: float = Field(gt=0, le=10_000_000, description="Most spent per UTC day.")
+    total_budget: float | None = Field(None, gt=0, le=1_000_000_000)
+    start: BoundedDatetime | None = Field(None, description="Not shown before (default: now).")
+    end: BoundedDatetime | None = Field(None, description="Not shown from then on.")
+    status: Literal["active", "paused"] = "active"
+    targeting: TargetingIn = Field(default_factory=TargetingIn)
+    frequency_cap: int | None = Field(
+        None, ge=1, le=1000, description="Impressions per reader per UTC day; none: no cap."
+    )
+
+
+class CampaignPatch(BaseModel):
+    """Only the fields sent change; `creative` and `targeting` merge field by field."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    advertiser: str = Field(None, min_length=1, max_length=200)
+    creative: CreativePatch = None  # type: ignore[assignment]
+    bid_cpc: float = Field(None, gt=0, le=1000)
+    daily_budget: float = Field(None, gt=0, le=10_000_000)
+    total_budget: float | None = Field(None, gt=0, le=1_000_000_000)
+    start: BoundedDatetime | None = None
+    end: BoundedDatetime | None = None
+    status: Literal["active", "paused"] = None  # type: ignore[assignment]
+    targeting: TargetingIn = None  # type: ignore[assignment]
+    frequency_cap: int | None = Field(None, ge=1, le=1000)
+
+    def changes(self) -> dict[str, Any]:
+        return self.model_dump(exclude_unset=True, mode="json")
+
+
+class CampaignOut(BaseModel):
+    id: str
+    advertiser: str
+    creative: dict[str, Any]
+    bid_cpc: float
+    daily_budget: float
+    total_budget: float | None
+    start: datetime | None
+    end: datetime | None
+    status: str
+    targeting: dict[str, Any]
+    frequency_cap: int | None
+    created_at: datetime
+    updated_at: datetime
+
+    @classmethod
+    def of(cls, campaign) -> CampaignOut:  # campaign: core.campaigns.Campaign
+        return cls.model_validate(
+            {
+                "id": campaign.id,
+                **campaign.spec(),
+                "created_at": campaign.created_at,
+                "updated_at": campaign.updated_at,
+            }
+        )
+
+
+class CampaignsOut(BaseModel):
+    campaigns: list[CampaignOut]
+
+
+class DeliveryOut(BaseModel):
+    impressions: int
+    clicks: int = Field(description="Valid clicks: after an impression, one per reader a day.")
+    billed_clicks: int = Field(description="Clicks charged (the budget lasted).")
+    ctr: float
+    conversions: int = Field(description="Conversions after a click the same day.")
+    spend: float
+    avg_cpc: float = Field(description="Spend per billed click.")
+    ecpm: float = Field(description="Spend per 1,000 impressions.")
+
+
+class DayDeliveryOut(DeliveryOut):
+    day: str
+
+
+class CampaignReportOut(DeliveryOut):
+    campaign_id: str
+    advertiser: str
+    days: list[DayDeliveryOut]
+    pacing: dict[str, Any] = Field(
+        description="Today: `state` (on_pace, ahead: throttled, behind, budget_spent, not_live), "
+        "spend against the even pace."
+    )
+    audience: dict[str, Any] = Field(
+        description="Readers reached and clicking per interest segment and per top category: "
+        "cells of at least `min_readers` only, with Laplace noise of total budget `epsilon`."
+    )
+
+
+class CampaignPreviewOut(BaseModel):
+    campaign_id: str
+    readers: list[dict[str, Any]] = Field(
+        description="Example readers: whether they would see it now, why (not), pCTR, eCPM."
+    )

@@ -42,6 +42,7 @@ BENCHMARKS: tuple[str, ...] = (
     "batching",
     "decoders",
     "soak",
+    "ads_feed",
 )
 HEADLINE = {
     "encoder": (

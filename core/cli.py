@@ -210,6 +210,53 @@ def eval_ranker(
     typer.echo(f"wrote {json_out} and {json_out.with_suffix('.png')}")
 
 
+@app.command("eval-ads")
+def eval_ads(
+    ctx: typer.Context,
+    data: Annotated[Path, typer.Option(help="Folder with impressions.jsonl + news.tsv.")],
+    json_out: Annotated[Path, typer.Option("--json", help="Where to write the JSON report.")],
+    model: Annotated[Path | None, typer.Option(help="Ranking head folder.")] = None,
+    train_data: Annotated[
+        Path | None, typer.Option(help="The head's training data (default: as recorded).")
+    ] = None,
+    save_head: Annotated[
+        bool,
+        typer.Option(
+            "--save-head/--no-save-head",
+            help="Save the chosen ad head to NEWSROOM_ADS__HEAD_DIR (models/ad-head), "
+            "where the service loads it.",
+        ),
+    ] = False,
+) -> None:
+    """Sponsored-slot policies (random / highest_bid / ecpm / ecpm_floor) on held-out MIND
+    impressions: revenue vs organic clicks lost, and the ad head's pCTR calibration."""
+    from evaluation.ads import EvalAdsConfig, format_table, main
+
+    settings = _settings(ctx)
+    ads = settings.ads
+    if save_head and ads.head_dir is None:
+        raise typer.BadParameter(
+            "set NEWSROOM_ADS__HEAD_DIR to the folder the service loads the ad head from",
+            param_hint="--save-head",
+        )
+    config = EvalAdsConfig(
+        data=data,
+        model=model or settings.ranking.model_dir,
+        json_out=json_out,
+        cache_dir=settings.data_dir / "cache",
+        train_data=train_data,
+        positions=tuple(ads.positions),
+        reserve_ecpm=ads.reserve_ecpm,
+        exchange_rate=ads.exchange_rate,
+        save_head=ads.head_dir if save_head else None,
+    )
+    result = main(config)
+    typer.echo(format_table(result))
+    typer.echo(f"wrote {json_out} and {json_out.with_suffix('.png')}")
+    if config.save_head is not None:
+        typer.echo(f"saved the {result['chosen_head']} ad head to {config.save_head}")
+
+
 def _serve(
     settings: Settings,
     host: str,
@@ -326,6 +373,7 @@ def demo(
         service.articles.save_index()
         if service.recommender is not None:
             _replay(service, data)
+            _demo_campaigns(service)
         if prepare_models:
             _prepare_generation(service)
     except BaseException:
@@ -353,11 +401,61 @@ def demo(
         f"  health   : {base}/healthz\n"
         f"  search   : {base}/v1/search?q=election+results&k=5\n"
         f"  feed     : {base}/v1/users/mind-76954ab64be5/feed?k=10\n"
+        f"  with ads : {base}/v1/users/mind-76954ab64be5/feed?k=10&ads=2\n"
         f"  summary  : {base}/v1/users/mind-76954ab64be5/articles/bbc-business-001/summary\n"
     )
     if serve_api:
         _serve(settings, host, port, service)
     service.close()
+
+
+DEMO_CAMPAIGNS = (
+    {
+        "advertiser": "Trailhead Outfitters",
+        "creative": {
+            "title": "Running shoes built for wet trails",
+            "body": "Grip, cushioning and a waterproof upper. Free returns.",
+            "url": "https://example.com/trail-shoes",
+            "category": "sports",
+        },
+        "bid_cpc": 0.8,
+        "daily_budget": 40.0,
+        "targeting": {"categories": ["sports"]},
+        "frequency_cap": 3,
+    },
+    {
+        "advertiser": "Harbour Bank",
+        "creative": {
+            "title": "A savings account that keeps up with rates",
+            "body": "No fees, instant access.",
+            "url": "https://example.com/savings",
+            "category": "finance",
+        },
+        "bid_cpc": 0.5,
+        "daily_budget": 25.0,
+        "targeting": {"audience": "readers following markets, interest rates and money"},
+    },
+    {
+        "advertiser": "City Arts Festival",
+        "creative": {
+            "title": "Ten days of music, film and theatre",
+            "body": "Tickets on sale now.",
+            "url": "https://example.com/festival",
+            "category": "entertainment",
+        },
+        "bid_cpc": 0.3,
+        "daily_budget": 15.0,
+    },
+)
+
+
+def _demo_campaigns(service: NewsroomService) -> None:
+    """Three example campaigns for the studio's Campaigns page and `?ads=N` (first run only)."""
+    if service.campaigns.list():
+        return
+    for spec in DEMO_CAMPAIGNS:
+        service.campaigns.create(dict(spec))
+    typer.echo(f"created {len(DEMO_CAMPAIGNS)} example campaigns")
 
 
 def _check_choice(value: str, allowed: tuple[str, ...], option: str) -> None:

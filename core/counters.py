@@ -46,6 +46,10 @@ class Counters(ABC):
     def set_many(self, values: Mapping[str, float], ttl_s: int | None = None) -> None:
         """Overwrite values (a refill from the database)."""
 
+    @abstractmethod
+    def release(self, key: str) -> None:
+        """Forget `key` (undo a `claim` whose work failed)."""
+
     def get(self, key: str) -> float:
         return self.get_many([key])[0]
 
@@ -109,6 +113,11 @@ class LocalCounters(Counters):
                 self._expiry.pop(key, None)
                 self._expire(key, ttl_s, now)
 
+    def release(self, key: str) -> None:
+        with self._lock:
+            self._values.pop(key, None)
+            self._expiry.pop(key, None)
+
 
 # KEYS[1]; ARGV = amount, limit, ttl (0: none). Adds only while the value is below the limit.
 _ADD_IF_UNDER = """
@@ -151,3 +160,6 @@ class RedisCounters(Counters):
         for key, value in values.items():
             pipe.set(PREFIX + key, float(value), ex=ttl_s)
         pipe.execute()
+
+    def release(self, key: str) -> None:
+        self.client.delete(PREFIX + key)

@@ -106,6 +106,17 @@ class EventDraft:
 
 
 @dataclass(slots=True)
+class AdEventDraft:
+    """A reader's impression, click or conversion of a sponsored item, as a caller sends it."""
+
+    user_id: str
+    campaign_id: str
+    type: str
+    event_id: str | None = None
+    ts: datetime | None = None
+
+
+@dataclass(slots=True)
 class IngestReport:
     created: list[str] = field(default_factory=list)
     updated: list[str] = field(default_factory=list)

@@ -75,6 +75,11 @@ class LiveState(ABC):
         """`listener()` runs when the shared store lost its data (never, in embedded mode)."""
 
     @abstractmethod
+    def on_counters_lost(self, listener: Callable[[], None]) -> None:
+        """`listener()` runs whenever `counters` start empty: now, for a process's own
+        counters; when the shared store lost its data, for Redis's."""
+
+    @abstractmethod
     def start_watching(self, every_tick: Callable[[], None] | None = None) -> None:
         """Begin noticing the shared store losing its data; `every_tick()` also runs on each
         check (repairs that wait for the shared store to come back)."""
@@ -124,6 +129,9 @@ class EmbeddedLiveState(LiveState):
 
     def on_reset(self, listener: Callable[[], None]) -> None:
         pass  # in-process state is lost only with the process
+
+    def on_counters_lost(self, listener: Callable[[], None]) -> None:
+        listener()  # this process's counters were born empty
 
     def start_watching(self, every_tick: Callable[[], None] | None = None) -> None:
         pass
@@ -189,6 +197,9 @@ class SharedLiveState(LiveState):
         return redis_lock(self.redis, name, ttl_s)
 
     def on_reset(self, listener: Callable[[], None]) -> None:
+        self.epoch.on_reset(listener)
+
+    def on_counters_lost(self, listener: Callable[[], None]) -> None:
         self.epoch.on_reset(listener)
 
     def start_watching(self, every_tick: Callable[[], None] | None = None) -> None:

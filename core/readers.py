@@ -11,20 +11,23 @@ from __future__ import annotations
 import logging
 import threading
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.exc import IntegrityError
 
-from core.domain import Event, EventDraft, utcnow
+from core.domain import AdEventDraft, Event, EventDraft, utcnow
 from core.errors import InvalidInput, LimitExceeded, ModelUnavailable, UnknownUser
 from core.storage import Storage, StoredProfile
 from generation.cache import reader_segment
 from ranking.profile import EVENT_TYPES, UserProfile
 from ranking.profile_store import VersionedProfile
 from ranking.recommend import Recommender
+
+if TYPE_CHECKING:
+    from core.sponsored import SponsoredService
 
 log = logging.getLogger(__name__)
 
@@ -48,9 +51,11 @@ class ReaderService:
         key_of: Callable[[str], int | None],
         write_lock: threading.Lock,
         after_write: Callable[[], None],
+        ads: SponsoredService,
         max_bulk_events: int = 5000,
     ) -> None:
         self.storage = storage
+        self.ads = ads
         self.recommender = recommender
         self.key_of = key_of
         self.max_bulk_events = max_bulk_events
@@ -70,11 +75,11 @@ class ReaderService:
         return self.recommender
 
     # --- events -------------------------------------------------------------------------------
-    def _validate(self, drafts: list[EventDraft]) -> list[Event]:
+    def _validate(self, drafts: list[tuple[str, EventDraft]]) -> list[Event]:
+        """(field prefix for errors, draft) -> events."""
         now = utcnow()
         events: list[Event] = []
-        for n, draft in enumerate(drafts):
-            where = f"events[{n}]." if len(drafts) > 1 else ""
+        for where, draft in drafts:
             if draft.type not in EVENT_TYPES:
                 raise InvalidInput(
                     f"unknown event type {draft.type!r}; use one of {', '.join(EVENT_TYPES)}",
@@ -105,15 +110,35 @@ class ReaderService:
             )
         return events
 
-    def record_events(self, drafts: list[EventDraft]) -> EventReport:
+    def record_events(self, drafts: Sequence[EventDraft | AdEventDraft]) -> EventReport:
         """Store events (idempotent by event id) and update profiles in the same transaction;
-        publish the new profiles before returning."""
-        recommender = self._require_recommender()
+        publish the new profiles before returning. Ad events (`AdEventDraft`, naming a
+        campaign) go to the sponsored service; every event of the request is checked before
+        any is stored."""
         if len(drafts) > self.max_bulk_events:
             raise LimitExceeded(
                 f"{len(drafts)} events in one request; the limit is {self.max_bulk_events}",
                 field="events",
             )
+        batch = len(drafts) > 1
+        articles: list[tuple[str, EventDraft]] = []
+        ads: list[tuple[str, AdEventDraft]] = []
+        for n, draft in enumerate(drafts):
+            where = f"events[{n}]." if batch else ""
+            if isinstance(draft, AdEventDraft):
+                ads.append((where, draft))
+            else:
+                articles.append((where, draft))
+        checked_ads = self.ads.check_events(ads) if ads else []
+        report = self._record_article_events(articles) if articles else EventReport(0, 0)
+        if checked_ads:
+            ad_report = self.ads.record_checked(checked_ads)
+            report.accepted += ad_report.accepted
+            report.duplicates += ad_report.duplicates
+        return report
+
+    def _record_article_events(self, drafts: list[tuple[str, EventDraft]]) -> EventReport:
+        recommender = self._require_recommender()
         events = self._validate(drafts)
         with self._write_lock:
             try:
@@ -192,11 +217,13 @@ class ReaderService:
         `UnknownUser` (404, like deletion) when nothing is stored."""
         profile = self.recommender.profiles.get(user_id) if self.recommender else None
         events = self.storage.user_events(user_id)
-        if profile is None and not events and not generated:
+        ad_events = self.ads.user_events(user_id)
+        if profile is None and not events and not generated and not ad_events:
             raise UnknownUser(user_id)
         return {
             "user_id": user_id,
             "events": events,
+            "ad_events": ad_events,
             "profile": None
             if profile is None
             else {
@@ -223,9 +250,10 @@ class ReaderService:
             if self.recommender is not None:
                 self.recommender.profiles.forget(user_id, tombstone)
             self._after_write()
+        removed["ad_events"] = self.ads.forget_user(user_id)
         for listener in self.on_deleted:
             listener(user_id)
-        if not removed["events"] and not removed["profiles"]:
+        if not any(removed[kind] for kind in ("events", "profiles", "ad_events")):
             raise UnknownUser(user_id)
         return removed
 

@@ -2,7 +2,9 @@
 
 It builds the stages from `Settings` and hands each concern its own service, each complete from
 its constructor: `articles` (ingest, search, related), `readers` (events, export, deletion,
-retention), `feeds` (feed, rank), `status` (health, quality dashboard), `writing` (generation).
+retention), `feeds` (feed, rank, with sponsored items), `campaigns` and `sponsored`
+(advertisers' campaigns, their delivery and reports), `status` (health, quality dashboard),
+`writing` (generation).
 Where state lives (this process, or Redis for many processes) is `live`, chosen by mode; the
 change-log `follower` keeps this process's index, catalog and live counts in step with writes
 made anywhere.
@@ -18,15 +20,20 @@ import threading
 import time
 from typing import TYPE_CHECKING
 
+from core.ad_store import AdStore
 from core.articles import ArticleService
+from core.campaigns import CampaignService
 from core.changes import ChangeFollower, LogCursor
 from core.errors import ModelUnavailable
 from core.feeds import FeedService
 from core.live import LiveState, live_state
 from core.readers import ReaderService
 from core.settings import Settings
+from core.sponsored import SponsoredService
 from core.status import StatusService
 from core.storage import LoggedChange, LoggedEvent, LogSnapshot, Storage
+from generation.segments import SegmentsFile
+from ranking.ad_head import AdHead
 from ranking.recommend import InteractionState, Recommender, build_recommender
 from retrieval.catalog import ArticleCatalog
 from retrieval.embedder import Embedder
@@ -139,8 +146,12 @@ class NewsroomService:
         status: StatusService,
         follower: ChangeFollower,
         recommender: Recommender | None,
+        campaigns: CampaignService,
+        sponsored: SponsoredService,
     ) -> None:
         self.storage = storage
+        self.campaigns = campaigns
+        self.sponsored = sponsored
         self.live = live
         self.articles = articles
         self.readers = readers
@@ -246,15 +257,36 @@ class NewsroomService:
         hooks.append(follower)
         _resync_articles(storage, articles, changes_before_index, snapshot)
 
+        segments = SegmentsFile(settings.data_dir / "segments")
+        ad_store = AdStore(storage.engine)
+        campaigns = CampaignService(ad_store, embedder.encode, segments.names)
+        sponsored = SponsoredService(
+            ad_store,
+            campaigns,
+            live.counters,
+            recommender,
+            AdHead.load_or_identity(settings.ads.head_dir),
+            settings.ads,
+            storage.pseudonym,
+            segments,
+        )
+
+        def refill_ad_counters() -> None:
+            with live.once("refill-ad-counters", ttl_s=600) as mine:
+                if mine:
+                    sponsored.refill_counters()
+
+        live.on_counters_lost(refill_ad_counters)
         readers = ReaderService(
             storage,
             recommender,
             articles.key_of,
             write_lock,
             after_write,
+            sponsored,
             max_bulk_events=settings.limits.max_bulk_events,
         )
-        feeds = FeedService(recommender, articles.key_of, articles.check_k)
+        feeds = FeedService(recommender, articles.key_of, articles.check_k, sponsored)
         status = StatusService(
             articles,
             recommender,
@@ -263,7 +295,18 @@ class NewsroomService:
             (settings.ranking.model_dir, settings.reports_dir),
             settings.data_dir / EXAMPLE_READERS_FILE,
         )
-        service = cls(storage, live, articles, readers, feeds, status, follower, recommender)
+        service = cls(
+            storage,
+            live,
+            articles,
+            readers,
+            feeds,
+            status,
+            follower,
+            recommender,
+            campaigns,
+            sponsored,
+        )
         service.sync_report = report
         if report.changed:
             articles.save_index()

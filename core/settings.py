@@ -177,6 +177,64 @@ class LimitsConfig(BaseModel):
     cpu_workers: int = Field(2, ge=1, le=64, description="Threads for feed/rank scoring.")
 
 
+class AdsConfig(BaseModel):
+    """Sponsored items in feeds (`?ads=N`): the auction, delivery control and reports."""
+
+    head_dir: Path | None = Field(
+        REPO_ROOT / "models" / "ad-head",
+        description="The ad task on the ranking head (`newsroom eval-ads --save-head`); "
+        "missing: the content head's own click probability is the pCTR.",
+    )
+    positions: list[int] = Field(
+        [2, 6, 10],
+        description="0-based feed positions sponsored items may take (never 0, spaced apart).",
+    )
+    max_ads: int = Field(3, ge=0, le=10, description="Largest `ads=N` a feed accepts.")
+    reserve_ecpm: float = Field(
+        0.5, ge=0, description="Money per 1,000 impressions an ad must be worth at least."
+    )
+    exchange_rate: float = Field(
+        0.05,
+        ge=0,
+        description="Money one organic click is worth: an ad takes a slot only if pCTR x bid "
+        "beats this x the click probability of the organic item it pushes down (0: no floor).",
+    )
+    pacing_slack: float = Field(
+        0.05,
+        ge=0,
+        le=1,
+        description="Share of the daily budget a campaign may run ahead of the even pace "
+        "(spend allowed by now = budget x (elapsed share of the UTC day + slack)).",
+    )
+    audience_threshold: float = Field(
+        0.35,
+        ge=-1,
+        le=1,
+        description="Default cosine similarity between a reader's profile and a campaign's "
+        "free-text `audience` for the reader to match it.",
+    )
+    max_campaigns: int = Field(200, ge=1, description="Active campaigns one feed considers.")
+    report_min_readers: int = Field(
+        10, ge=2, description="k: audience breakdown cells with fewer readers are left out."
+    )
+    report_epsilon: float = Field(
+        1.0,
+        gt=0,
+        le=10,
+        description="Differential-privacy budget of one report's audience breakdowns (OpenDP "
+        "Laplace noise on reader counts).",
+    )
+
+    @field_validator("positions")
+    @classmethod
+    def _positions(cls, value: list[int]) -> list[int]:
+        if not value or any(p < 1 for p in value) or value != sorted(set(value)):
+            raise ValueError(
+                "NEWSROOM_ADS__POSITIONS: distinct ascending feed positions, none 0 (the top)"
+            )
+        return value
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="NEWSROOM_", env_nested_delimiter="__", env_file=".env", extra="ignore"
@@ -218,6 +276,7 @@ class Settings(BaseSettings):
     limits: LimitsConfig = LimitsConfig()
     generation: GenerationConfig = GenerationConfig()
     shared: SharedConfig = SharedConfig()
+    ads: AdsConfig = AdsConfig()
 
     @field_validator("database_url")
     @classmethod

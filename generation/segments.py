@@ -70,3 +70,34 @@ class InterestSegments:
             return None
         config = json.loads((directory / "config.json").read_text())
         return cls(np.load(directory / "centroids.npy"), config["labels"], config["n_users"])
+
+
+class SegmentsFile:
+    """The segments saved in `directory`, re-read when they are refitted (checked at most
+    every `check_s` seconds, so a caller may ask per request)."""
+
+    def __init__(self, directory: Path, check_s: float = 30.0) -> None:
+        self.directory = Path(directory)
+        self.check_s = check_s
+        self._loaded: tuple[float, InterestSegments | None] = (-1.0, None)
+        self._checked = float("-inf")
+
+    def __call__(self) -> InterestSegments | None:
+        import time
+
+        now = time.monotonic()
+        if now - self._checked < self.check_s:
+            return self._loaded[1]
+        self._checked = now
+        try:
+            mtime = (self.directory / "config.json").stat().st_mtime
+        except OSError:
+            self._loaded = (-1.0, None)
+            return None
+        if mtime != self._loaded[0]:
+            self._loaded = (mtime, InterestSegments.load(self.directory))
+        return self._loaded[1]
+
+    def names(self) -> list[str]:
+        segments = self()
+        return [] if segments is None else [f"segment-{i}" for i in range(len(segments.centroids))]

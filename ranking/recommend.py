@@ -91,6 +91,7 @@ class Feed:
     items: list[RankedItem]
     cold_start: bool
     candidates: int
+    profile: UserProfile | None = None  # what the feed was built from (sponsored items reuse it)
 
 
 @dataclass
@@ -248,11 +249,13 @@ class Recommender:
             ]
         scored = self._score(profile, keys, vector)
         if scored is None:
-            return Feed(user_id, [], cold_start=vector is None, candidates=0)
+            return Feed(user_id, [], cold_start=vector is None, candidates=0, profile=profile)
         cap = self.config.category_cap if vector is not None else self.config.cold_category_cap
         chosen = self._diversify(scored, k, None if category is not None else cap)
         items = self._items(scored, chosen, sources, profile)
-        return Feed(user_id, items, cold_start=vector is None, candidates=len(scored.keys))
+        return Feed(
+            user_id, items, cold_start=vector is None, candidates=len(scored.keys), profile=profile
+        )
 
     def rank(self, user_id: str, keys: Sequence[int]) -> list[RankedItem]:
         """Score CMS-supplied candidates with the same head (no exclusions, no diversity)."""
@@ -278,7 +281,7 @@ class Recommender:
             return top[:n]
         return [k for k in top if (e := self.catalog.get(k)) and e.category == category][:n]
 
-    def _user_context(self, profile: UserProfile | None, vector: np.ndarray | None) -> UserContext:
+    def user_context(self, profile: UserProfile | None, vector: np.ndarray | None) -> UserContext:
         """`vector`: the profile's unit vector, computed once per request by the caller."""
         dim = self.index.dim
         if profile is None or vector is None:
@@ -299,7 +302,7 @@ class Recommender:
         keys = [present[i] for i in keep]
         vectors = vectors[keep]
         entries = [entries[i] for i in keep]
-        user = self._user_context(profile, vector)
+        user = self.user_context(profile, vector)
         categories = [e.category for e in entries]
         features = candidate_features(
             user,

@@ -117,6 +117,18 @@ class ClickScorer:
         features: np.ndarray,  # (C, F) in the head's feature order
     ) -> np.ndarray:
         """(C,) float32 click logits, as `RankingHead.forward` computes them in eval mode."""
+        z = self.shared_layers(history, candidates, category_ids, features)
+        return z @ self.click_w + np.float32(self.click_b)
+
+    def shared_layers(
+        self,
+        history: np.ndarray,  # (L, d), L may be 0
+        candidates: np.ndarray,  # (C, d)
+        category_ids: np.ndarray,  # (C,)
+        features: np.ndarray,  # (C, F) in the head's feature order
+    ) -> np.ndarray:
+        """(C, 32) the trunk's last activations, which the click logit (and an ad head,
+        `ranking.ad_head`) reads."""
         parts = [features.astype(np.float32, copy=False), self.category_table[category_ids]]
         if self.use_attention:
             user = self.encode_user(history)
@@ -124,8 +136,7 @@ class ClickScorer:
             parts = [interaction, interaction.sum(axis=1, keepdims=True), *parts]
         z = np.concatenate(parts, axis=1)
         z = np.maximum(z @ self.trunk1_w + self.trunk1_b, 0.0)
-        z = np.maximum(z @ self.trunk2_w + self.trunk2_b, 0.0)
-        return z @ self.click_w + np.float32(self.click_b)
+        return np.maximum(z @ self.trunk2_w + self.trunk2_b, 0.0)
 
 
 def _softmax(x: np.ndarray) -> np.ndarray:

@@ -19,8 +19,9 @@ from api.schemas import (
     RankedItemOut,
     RankIn,
     RankOut,
+    SponsoredItemOut,
 )
-from ranking.recommend import Feed
+from core.feeds import FeedWithAds
 
 router = APIRouter(prefix="/v1", tags=["feed"], route_class=AuthorizedRoute)
 ERRORS = {413: {"model": ErrorOut}, 422: {"model": ErrorOut}, 503: {"model": ErrorOut}}
@@ -48,6 +49,15 @@ async def user_feed(
     k: Annotated[int, Query(ge=1, le=1000, description="Items in the feed.")] = 20,
     category: Annotated[str | None, Query(max_length=64)] = None,
     exclude_read: Annotated[bool, Query(description="Leave out articles already read.")] = True,
+    ads: Annotated[
+        int,
+        Query(
+            ge=0,
+            le=10,
+            description="Sponsored items to add at most (never first, spaced apart), on top "
+            "of the k organic ones.",
+        ),
+    ] = 0,
 ) -> Response:
     """The reader's personalized feed; each item says why it is there."""
     # Scored on the event loop, not the CPU pool: a feed is ~3 ms of mostly GIL-holding
@@ -55,20 +65,24 @@ async def user_feed(
     # I/O is the reader's profile (a Redis round trip in shared mode). More cores: more
     # processes (`newsroom serve --workers N`).
     started = time.perf_counter()
-    feed = service.feeds.feed(user_id, k, category, exclude_read)
+    feed = service.feeds.feed(user_id, k, category, exclude_read, ads)
     body = render_feed(feed)
     observe(request, "feed", "feed", started)
     # The documented schema is still `response_model`'s (`render_feed` validates against it).
     return Response(body, media_type="application/json")
 
 
-def render_feed(feed: Feed) -> bytes:
+def render_feed(result: FeedWithAds) -> bytes:
     """The feed as its JSON answer, in one validation pass (returned as a model, FastAPI would
-    validate it all over again first)."""
+    validate it all over again first). Sponsored items go in at their positions."""
+    feed = result.feed
+    items = [RankedItemOut.data_of(i) for i in feed.items]
+    for item in sorted(result.sponsored, key=lambda s: s.position):
+        items.insert(item.position, SponsoredItemOut.data_of(item))
     body = FeedOut.model_validate(
         {
             "user_id": feed.user_id,
-            "items": [RankedItemOut.data_of(i) for i in feed.items],
+            "items": items,
             "cold_start": feed.cold_start,
             "candidates": feed.candidates,
         }

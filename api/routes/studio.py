@@ -28,6 +28,7 @@ PAGES = {
     "feed": ("Feed preview", "feed"),
     "article": ("Article view", "article"),
     "quality": ("Quality dashboard", "quality"),
+    "campaigns": ("Campaigns", "campaigns"),
 }
 SECURITY_HEADERS = {
     "Content-Security-Policy": (

@@ -45,6 +45,13 @@ MATRIX = [
     ("GET", "/v1/example-readers", None, {"cms", "writer", "app"}),
     ("GET", "/v1/users/u1/export", None, set()),
     ("DELETE", "/v1/users/nobody", None, set()),
+    ("POST", "/v1/campaigns", {"advertiser": "A"}, {"ads"}),
+    ("GET", "/v1/campaigns", None, {"ads"}),
+    ("GET", "/v1/campaigns/c-000000000000", None, {"ads"}),
+    ("PATCH", "/v1/campaigns/c-000000000000", {"status": "paused"}, {"ads"}),
+    ("DELETE", "/v1/campaigns/c-000000000000", None, {"ads"}),
+    ("GET", "/v1/campaigns/c-000000000000/report", None, {"ads"}),
+    ("GET", "/v1/campaigns/c-000000000000/preview", None, set()),
 ]
 
 
@@ -163,7 +170,7 @@ def test_only_roles_entitled_to_reader_data_may_name_a_reader(keyed_client: Test
 
 def test_the_matrix_covers_every_api_route(keyed_client: TestClient) -> None:
     def template(path: str) -> str:
-        return re.sub(r"/(u1|nobody|h1|nope|generic)(?=/|$)", "/{}", path.split("?")[0])
+        return re.sub(r"/(u1|nobody|h1|nope|generic|c-0{12})(?=/|$)", "/{}", path.split("?")[0])
 
     covered = {(method, template(path)) for method, path, _, _ in MATRIX}
     schema = keyed_client.get("/openapi.json").json()["paths"]
@@ -173,7 +180,7 @@ def test_the_matrix_covers_every_api_route(keyed_client: TestClient) -> None:
         if path.startswith("/v1")
         for method in operations
     }
-    assert len(routes) == 20 and routes <= covered, routes - covered
+    assert len(routes) == 27 and routes <= covered, routes - covered
 
 
 def test_health_docs_metrics_and_studio_pages_stay_open(keyed_client: TestClient) -> None:
@@ -197,5 +204,10 @@ def test_demo_keys_are_created_once_private_and_picked_up(tmp_path: Path) -> Non
     keys = write_demo_keys(path)
     assert set(keys) == set(ROLES) and oct(path.stat().st_mode & 0o777) == "0o600"
     assert write_demo_keys(path) == keys  # a second run keeps them
+    # A file from before a role existed gets that role's key added, the others kept.
+    path.write_text("".join(f"{r}={k}\n" for r, k in keys.items() if r != "ads"))
+    upgraded = write_demo_keys(path)
+    assert set(upgraded) == set(ROLES) and upgraded["cms"] == keys["cms"]
+    assert write_demo_keys(path) == upgraded
     ring = KeyRing.from_settings(Settings(data_dir=tmp_path / "var", _env_file=None))  # type: ignore[call-arg]
     assert ring.role_of(keys["writer"]) == "writer"

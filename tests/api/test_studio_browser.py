@@ -18,6 +18,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import httpx
 import pytest
 import uvicorn
 
@@ -32,7 +33,10 @@ from tests.conftest import data_path
 playwright_api = pytest.importorskip("playwright.sync_api")
 
 CHROMIUM = Path(os.environ.get("NEWSROOM_CHROMIUM", "/usr/bin/chromium"))
-KEYS = {role: f"nr_{role}_studio-test-key-0123456789" for role in ("cms", "writer", "app", "admin")}
+KEYS = {
+    role: f"nr_{role}_studio-test-key-0123456789"
+    for role in ("cms", "writer", "app", "ads", "admin")
+}
 PHONE = {"width": 390, "height": 844}
 DESKTOP = {"width": 1280, "height": 900}
 
@@ -195,6 +199,7 @@ def test_each_page_loads_clean_at_desktop_and_phone_width(
             "#summaries-status:has-text('3 summaries')",
         ),
         "quality": ("/studio/quality", "#reports table"),
+        "campaigns": ("/studio/campaigns", "#campaigns-status:has-text('campaign')"),
     }
     for name, (path, ready) in pages.items():
         for width, viewport in (("desktop", DESKTOP), ("phone", PHONE)):
@@ -366,3 +371,140 @@ def test_the_article_view_shows_variants_and_a_summary_per_segment(
     assert page.inner_text("#article-title")  # type: ignore[attr-defined]
     _shot(watched, tmp_path, "article")
     watched.assert_clean()
+
+
+def _as_admin(studio: Studio, method: str, path: str, body: dict | None = None) -> httpx.Response:
+    headers = {"Authorization": f"Bearer {KEYS['admin']}"}
+    return httpx.request(method, studio.base + path, json=body, headers=headers, timeout=60)
+
+
+def test_a_campaign_is_created_edited_paused_reported_and_deleted_in_the_studio(
+    open_page: Callable[..., Watched], studio: Studio, tmp_path: Path
+) -> None:
+    watched = open_page("/studio/campaigns")
+    # The bad bid below is a 422 by design, and the browser logs the failed request.
+    watched.allowed = ("status of 422",)
+    page = watched.page
+    patches: list[object] = []
+    page.on(  # type: ignore[attr-defined]
+        "request",
+        lambda r: patches.append(r.post_data_json) if r.method == "PATCH" else None,
+    )
+    page.wait_for_selector("#campaigns-status:has-text('campaign')")  # type: ignore[attr-defined]
+    page.wait_for_selector("#c-seg-segment-0", state="attached")  # type: ignore[attr-defined]
+    for selector, value in {
+        "#c-advertiser": "Acme Outdoors",
+        "#c-title": "Trail shoes for every season",
+        "#c-url": "https://example.com/shoes",
+        "#c-category": "sport",
+        "#c-body": "Light, grippy and waterproof.",
+        "#c-bid": "0.5",
+        "#c-daily": "50",
+        "#c-total": "500",
+        "#c-cap": "3",
+        "#c-categories": "Sport, business",
+    }.items():
+        page.fill(selector, value)  # type: ignore[attr-defined]
+    page.check("#c-seg-segment-0")  # type: ignore[attr-defined]
+    page.click("#campaign-save")  # type: ignore[attr-defined]
+    page.wait_for_selector("#campaign-form-status:has-text('Created')")  # type: ignore[attr-defined]
+    campaign_id = page.inner_text("#campaign-form-status").split()[-1].rstrip(".")  # type: ignore[attr-defined]
+    row = f"#campaign-rows tr[data-id='{campaign_id}']"
+    page.wait_for_selector(f"{row}[aria-current='true']")  # type: ignore[attr-defined]
+    assert "active" in page.inner_text(row) and "0.50" in page.inner_text(row)  # type: ignore[attr-defined]
+    made = _as_admin(studio, "GET", f"/v1/campaigns/{campaign_id}").json()
+    assert made["targeting"]["categories"] == ["sport", "business"]
+    assert made["targeting"]["segments"] == ["segment-0"]
+    assert (made["total_budget"], made["frequency_cap"]) == (500, 3)
+    assert made["creative"]["category"] == "sport"
+
+    # Edit fills the form; saving sends only the bid.
+    page.click("#campaign-edit")  # type: ignore[attr-defined]
+    assert page.input_value("#c-daily") == "50"  # type: ignore[attr-defined]
+    page.fill("#c-bid", "0.8")  # type: ignore[attr-defined]
+    page.click("#campaign-save")  # type: ignore[attr-defined]
+    page.wait_for_selector("#campaign-form-status:has-text('Saved')")  # type: ignore[attr-defined]
+    assert patches == [{"bid_cpc": 0.8}]
+    changed = _as_admin(studio, "GET", f"/v1/campaigns/{campaign_id}").json()
+    assert changed["bid_cpc"] == 0.8 and changed["targeting"] == made["targeting"]
+    page.wait_for_selector(f"{row}:has-text('0.80')")  # type: ignore[attr-defined]
+
+    # A reader sees it and clicks (as an app reports it): the chart and totals show that.
+    reader = studio.readers[0]
+    for kind in ("impression", "click"):
+        body = {"user_id": reader, "campaign_id": campaign_id, "type": kind}
+        assert _as_admin(studio, "POST", "/v1/events", body).status_code == 200
+    page.click("#campaigns-reload")  # type: ignore[attr-defined]
+    page.wait_for_selector("#delivery-charts svg rect.bar.clicks")  # type: ignore[attr-defined]
+    assert page.locator("#delivery-charts svg.delivery-chart").count() == 2  # type: ignore[attr-defined]
+    assert page.locator("#delivery-charts svg rect.bar.impressions").count() == 1  # type: ignore[attr-defined]
+    assert page.locator("#delivery-charts svg line.budget").count() == 1  # type: ignore[attr-defined]
+    assert page.locator("#delivery-charts svg line.expected").count() == 1  # type: ignore[attr-defined]
+    totals = page.inner_text("#report-totals")  # type: ignore[attr-defined]
+    assert "100.00%" in totals and "0.80" in totals  # CTR 1/1, one click billed at the bid
+    report = _as_admin(studio, "GET", f"/v1/campaigns/{campaign_id}/report").json()
+    assert (report["impressions"], report["clicks"], report["spend"]) == (1, 1, 0.8)
+    assert page.inner_text("#pacing-state").startswith("Pacing today:")  # type: ignore[attr-defined]
+    privacy = page.inner_text("#audience-privacy")  # type: ignore[attr-defined]
+    assert f"ε = {report['audience']['epsilon']:g}" in privacy
+    assert f"k = {report['audience']['min_readers']}" in privacy
+    # Who would see it now: one row per example reader, eligible yes or no, with a reason.
+    page.wait_for_selector("#preview-rows table")  # type: ignore[attr-defined]
+    flags = page.locator("#preview-rows tbody .flag").all_inner_texts()  # type: ignore[attr-defined]
+    assert len(flags) == len(studio.readers) and set(flags) <= {"yes", "no"}
+    assert page.is_hidden("#preview-note")  # type: ignore[attr-defined]
+
+    # Pause, then a bad bid: the API's message appears by the bid field.
+    page.click("#campaign-toggle:has-text('Pause')")  # type: ignore[attr-defined]
+    page.wait_for_selector("#detail-status:has-text('Paused')")  # type: ignore[attr-defined]
+    assert _as_admin(studio, "GET", f"/v1/campaigns/{campaign_id}").json()["status"] == "paused"
+    assert page.get_attribute("#pacing-state", "data-state") == "not_live"  # type: ignore[attr-defined]
+    assert page.inner_text("#campaign-toggle") == "Resume"  # type: ignore[attr-defined]
+    assert "paused" in page.inner_text(row)  # type: ignore[attr-defined]
+    page.fill("#c-bid", "0")  # type: ignore[attr-defined]
+    page.click("#campaign-save")  # type: ignore[attr-defined]
+    page.wait_for_selector("#c-bid + .field-error:has-text('bid_cpc')")  # type: ignore[attr-defined]
+    assert page.get_attribute("#c-bid", "aria-invalid") == "true"  # type: ignore[attr-defined]
+    assert page.evaluate("() => document.activeElement.id") == "c-bid"  # type: ignore[attr-defined]
+    assert _as_admin(studio, "GET", f"/v1/campaigns/{campaign_id}").json()["bid_cpc"] == 0.8
+    _labelled_and_fits(watched)
+    _shot(watched, tmp_path, "campaigns")
+
+    # Delete asks first.
+    page.once("dialog", lambda dialog: dialog.accept())  # type: ignore[attr-defined]
+    page.click("#campaign-delete")  # type: ignore[attr-defined]
+    page.wait_for_selector("#campaigns-status:has-text('deleted')")  # type: ignore[attr-defined]
+    assert page.locator(row).count() == 0  # type: ignore[attr-defined]
+    assert _as_admin(studio, "GET", f"/v1/campaigns/{campaign_id}").status_code == 404
+    watched.assert_clean()
+
+
+def test_an_ads_key_manages_campaigns_but_is_told_previews_need_an_admin_key(
+    open_page: Callable[..., Watched], studio: Studio, tmp_path: Path
+) -> None:
+    body = {
+        "advertiser": "Acme",
+        "creative": {"title": "Rain jackets", "url": "https://example.com/rain"},
+        "bid_cpc": 0.4,
+        "daily_budget": 20.0,
+    }
+    made = _as_admin(studio, "POST", "/v1/campaigns", body)
+    assert made.status_code == 201, made.text
+    campaign_id = made.json()["id"]
+    try:
+        watched = open_page(f"/studio/campaigns?id={campaign_id}", key="ads", viewport=PHONE)
+        # Segments and previews are not the ads role's: 403s, logged by the browser.
+        watched.allowed = ("status of 403",)
+        page = watched.page
+        page.wait_for_selector("#preview-note:has-text('admin key')")  # type: ignore[attr-defined]
+        page.wait_for_selector("#delivery-charts svg.delivery-chart")  # type: ignore[attr-defined]
+        assert page.locator("#preview-rows table").count() == 0  # type: ignore[attr-defined]
+        # The segment ids can still be typed.
+        assert page.is_visible("#c-segments") and page.is_hidden("#c-segment-picker")  # type: ignore[attr-defined]
+        assert "type their ids" in page.inner_text("#c-segments-hint")  # type: ignore[attr-defined]
+        assert page.is_hidden("#campaigns-error")  # type: ignore[attr-defined]
+        _labelled_and_fits(watched)
+        _shot(watched, tmp_path, "campaigns-ads-phone")
+        watched.assert_clean()
+    finally:
+        _as_admin(studio, "DELETE", f"/v1/campaigns/{campaign_id}")

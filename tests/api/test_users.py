@@ -109,7 +109,12 @@ def test_deletion_leaves_no_row_vector_or_cache_entry(setup: tuple) -> None:  # 
     pseudonym = service.storage.pseudonym(READER)
     response = client.delete(f"/v1/users/{READER}")
     assert response.status_code == 200, response.text
-    assert response.json()["deleted"] == {"events": 3, "profiles": 1, "generated": 1}
+    assert response.json()["deleted"] == {
+        "events": 3,
+        "profiles": 1,
+        "generated": 1,
+        "ad_events": 0,
+    }
     with service.storage.engine.connect() as conn:
         assert not conn.execute(select(EventRow).where(EventRow.user_id == pseudonym)).first()
         assert not conn.execute(select(ProfileRow).where(ProfileRow.user_id == pseudonym)).first()

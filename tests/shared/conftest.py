@@ -20,7 +20,7 @@ from tests.postgres import TemporaryPostgres
 from tests.redis_server import TemporaryRedis
 from tests.servers import NewsroomProcess, ServeProcess, clean_env
 
-KEYS = {role: secrets.token_hex(12) for role in ("cms", "writer", "app", "admin")}
+KEYS = {role: secrets.token_hex(12) for role in ("cms", "writer", "app", "ads", "admin")}
 SECRET = secrets.token_hex(32)
 READERS = [f"reader-{n}" for n in range(8)]
 
