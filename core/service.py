@@ -268,6 +268,7 @@ class NewsroomService:
             AdHead.load_or_identity(settings.ads.head_dir),
             settings.ads,
             storage.pseudonym,
+            storage.event_digest,
             segments,
         )
 

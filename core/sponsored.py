@@ -73,7 +73,7 @@ class SponsoredItem:
 @dataclass(slots=True)
 class Eligibility:
     campaign: Campaign
-    matched: list[str] | None  # None: targeting does not match
+    matched: list[tuple[str, str]] | None  # (code, words); None: targeting does not match
     blocked: str | None  # why it may not be shown now (budget, pace, cap, schedule)
 
 
@@ -117,6 +117,7 @@ class SponsoredService:
         ad_head: AdHead,
         config: AdsConfig,
         pseudonym: Callable[[str], str],
+        event_digest: Callable[[str, str], str],
         segments: Callable[[], InterestSegments | None],
         clock: Callable[[], datetime] = utcnow,
     ) -> None:
@@ -130,6 +131,7 @@ class SponsoredService:
             tuple(config.positions), config.reserve_ecpm, config.exchange_rate
         )
         self.pseudonym = pseudonym
+        self.event_digest = event_digest  # the keyed digest `events` keep too
         self.segments = segments
         self.clock = clock
         self._cache: dict[str, Campaign] = {}
@@ -173,21 +175,23 @@ class SponsoredService:
             segment, interests = f"segment-{index}", list(segments.labels[index])
         return ReaderView(profile.top_categories(3), segment, interests, vector)
 
-    def match(self, campaign: Campaign, reader: ReaderView) -> list[str] | None:
+    def match(self, campaign: Campaign, reader: ReaderView) -> list[tuple[str, str]] | None:
         """The targeting rules the reader meets (each kind that is set must match: any of its
-        values), in words for the explanation; None when they do not see this campaign."""
+        values) as (code, words for the explanation); None when they do not see it."""
         targeting = campaign.targeting
-        reasons: list[str] = []
+        reasons: list[tuple[str, str]] = []
         if targeting.categories:
             shared = [c for c in reader.top_categories if c in targeting.categories]
             if not shared:
                 return None
-            reasons.append(f"you often read {shared[0]}")
+            reasons.append((f"category:{shared[0]}", f"you often read {shared[0]}"))
         if targeting.segments:
             if reader.segment not in targeting.segments:
                 return None
             topics = ", ".join(reader.segment_interests) or "your topics"
-            reasons.append(f"you are among readers interested in {topics}")
+            reasons.append(
+                (f"segment:{reader.segment}", f"you are among readers interested in {topics}")
+            )
         if targeting.audience:
             threshold = targeting.audience_threshold
             if threshold is None:
@@ -198,15 +202,18 @@ class SponsoredService:
             if similarity < threshold:
                 return None
             reasons.append(
-                f"your reading is close to the audience the advertiser described, "
-                f"“{targeting.audience}”"
+                (
+                    "audience",
+                    "your reading is close to the audience the advertiser described, "
+                    f"“{targeting.audience}”",
+                )
             )
         return reasons
 
     @staticmethod
-    def explain(campaign: Campaign, reasons: list[str]) -> str:
+    def explain(campaign: Campaign, reasons: list[tuple[str, str]]) -> str:
         why = (
-            "; ".join(reasons)
+            "; ".join(words for _, words in reasons)
             if reasons
             else "it is shown to all readers and is not based on your reading"
         )
@@ -305,24 +312,10 @@ class SponsoredService:
                     price_cpc=placement.price_cpc,
                     pctr=probability,
                     explanation=self.explain(eligibility.campaign, matched),
-                    matched=self._matched_codes(eligibility.campaign, reader),
+                    matched=[code for code, _ in matched] or ["untargeted"],
                 )
             )
         return items
-
-    @staticmethod
-    def _matched_codes(campaign: Campaign, reader: ReaderView) -> list[str]:
-        codes = []
-        targeting = campaign.targeting
-        if targeting.categories:
-            codes += [f"category:{c}" for c in reader.top_categories if c in targeting.categories][
-                :1
-            ]
-        if targeting.segments and reader.segment:
-            codes.append(f"segment:{reader.segment}")
-        if targeting.audience:
-            codes.append("audience")
-        return codes or ["untargeted"]
 
     # --- ad events --------------------------------------------------------------------------
     def check_events(
@@ -362,7 +355,7 @@ class SponsoredService:
         self, draft: AdEventDraft, ts: datetime, campaign: Campaign, report: AdEventReport
     ) -> None:
         user = self.pseudonym(draft.user_id)
-        digest = self._digest(user, draft.event_id or uuid.uuid4().hex)
+        digest = self.event_digest(user, draft.event_id or uuid.uuid4().hex)
         if self.store.known_event(user, digest):
             report.duplicates += 1
             return
@@ -433,11 +426,6 @@ class SponsoredService:
         undo.append(lambda: self.counters.add(daily_key, -price, ttl_s=COUNTER_TTL_S))
         record.price, record.billed = price, True
         return None
-
-    def _digest(self, user: str, event_id: str) -> str:
-        import hashlib
-
-        return "a_" + hashlib.sha256(f"{user}\x00{event_id}".encode()).hexdigest()[:32]
 
     # --- counters ---------------------------------------------------------------------------
     def refill_counters(self) -> None:

@@ -254,11 +254,10 @@ def test_targeting_by_category_segment_and_audience(ads: Ads) -> None:
     assert item["explanation"]["targeting"] == ["category:sports"]
     ads.client.delete(f"/v1/campaigns/{by_category['id']}")
 
-    segments = ads.client.get("/v1/segments")
     sports_segment = ads.service.sponsored.reader_view(
         ads.service.recommender.profiles.get(sports)  # type: ignore[union-attr]
     ).segment
-    assert sports_segment is not None or segments.status_code != 200
+    assert sports_segment is not None
     by_segment = ads.campaign(targeting={"segments": [sports_segment]})
     assert ads.sponsored(sports, by_segment["id"])
     assert not ads.sponsored(food, by_segment["id"])
@@ -323,15 +322,14 @@ def test_clicks_are_charged_once_after_an_impression_and_reported(ads: Ads) -> N
 
 def test_a_click_costs_its_feed_s_second_price_not_the_bid(ads: Ads) -> None:
     reader = ads.reader("sports")
-    cheap = ads.campaign(bid_cpc=1.0)  # the runner-up: sets the winner's price
+    ads.campaign(bid_cpc=1.0)  # the runner-up: sets the winner's price
     rich = ads.campaign(bid_cpc=50.0, daily_budget=500.0)
     items = ads.sponsored(reader, rich["id"], ads=1)
     assert items
     ads.event(reader, rich["id"], "impression")
     ads.event(reader, rich["id"], "click")
     spend = ads.report(rich["id"])["spend"]
-    assert 0 < spend < 50.0
-    assert cheap["id"]
+    assert 0 < spend < 50.0  # the runner-up (cheap) set the price, far below the bid
 
 
 def test_daily_budget_stops_delivery_and_caps_spend(ads: Ads) -> None:

@@ -39,6 +39,7 @@ def sponsored_service(url: str, counters: Counters, clock=None) -> SponsoredServ
         AdHead(),
         AdsConfig(),
         lambda user: f"p-{user}",
+        lambda user, event_id: f"e-{user}-{event_id}",
         lambda: None,
         **({"clock": clock} if clock else {}),
     )
