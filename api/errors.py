@@ -12,6 +12,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from api.schemas import UNION_TAGS
 from core.errors import (
+    Conflict,
     Forbidden,
     InvalidInput,
     LimitExceeded,
@@ -27,6 +28,7 @@ log = logging.getLogger(__name__)
 STATUS_OF: dict[type[NewsroomError], tuple[int, str]] = {
     NotFound: (404, "not_found"),
     InvalidInput: (422, "invalid_input"),
+    Conflict: (409, "conflict"),
     LimitExceeded: (413, "too_large"),
     ModelUnavailable: (503, "model_unavailable"),
     Overloaded: (503, "overloaded"),

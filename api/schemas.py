@@ -12,6 +12,8 @@ from pydantic import (
     Discriminator,
     Field,
     Tag,
+    ValidationInfo,
+    field_validator,
     model_validator,
 )
 
@@ -22,6 +24,8 @@ USER_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:@\-]{0,127}$"
 SEGMENT_PATTERN = r"^(generic|segment-[0-9]{1,3})$"
 EventType = Literal["impression", "click", "dwell", "like", "share", "dismiss", "conversion"]
 CAMPAIGN_ID_PATTERN = r"^c-[0-9a-f]{12}$"
+HEADLINE_TEST_ID_PATTERN = r"^ht-[0-9a-f]{12}$"
+HEADLINE_VARIANT_PATTERN = r"^v[0-9]{1,2}$"
 
 # Every datetime a client sends lies in this range once in UTC: `0001-01-01T00:00:00+14:00` is
 # before year 1 in UTC, and converting it overflowed into a 500.
@@ -189,6 +193,23 @@ class EventIn(BaseModel):
     type: EventType
     dwell_ms: int | None = Field(None, ge=0, le=86_400_000)
     ts: BoundedDatetime | None = Field(None, description="When it happened; default: now.")
+    headline_variant: str | None = Field(
+        None,
+        pattern=HEADLINE_VARIANT_PATTERN,
+        description="The tested headline the reader saw (`variant_id` from the feed or "
+        "`GET /v1/articles/{id}/headline`): with an article's `impression` or `click`.",
+    )
+
+    @field_validator("headline_variant")
+    @classmethod
+    def _variant_of_an_article(cls, value: str | None, info: ValidationInfo) -> str | None:
+        # Declared after `campaign_id` and `type`, so both are in `info.data` when valid.
+        if value is not None and (
+            info.data.get("campaign_id") is not None
+            or info.data.get("type") not in ("impression", "click")
+        ):
+            raise ValueError("goes with an article's impression or click event only")
+        return value
 
     @model_validator(mode="after")
     def _one_target(self) -> EventIn:
@@ -213,6 +234,7 @@ class EventIn(BaseModel):
             event_id=self.event_id,
             dwell_ms=self.dwell_ms,
             ts=self.ts,
+            headline_variant=self.headline_variant,
         )
 
 
@@ -263,6 +285,11 @@ class RankedItemOut(BaseModel):
     score: float
     click_probability: float
     explanation: ExplanationOut
+    headline_variant: str | None = Field(
+        None,
+        description="Set when the article's headline is being tested: `title` is this "
+        "variant's text; send it as `headline_variant` with the impression and click.",
+    )
 
     @classmethod
     def of(cls, item) -> RankedItemOut:  # item: ranking.recommend.RankedItem
@@ -341,6 +368,12 @@ class FeedOut(BaseModel):
     )
     cold_start: bool = Field(description="True when the user has no usable history yet.")
     candidates: int = Field(description="Candidates scored before diversification.")
+    feed_id: str | None = Field(
+        None, description="This answer's entry in the exposure log (null when logging is off)."
+    )
+    experiment: dict[str, str] | None = Field(
+        None, description="`{experiment_id, arm}` when the reader is in a running experiment."
+    )
 
 
 class RankIn(BaseModel):
@@ -519,7 +552,8 @@ class ExampleReadersOut(BaseModel):
 class UserDeletedOut(BaseModel):
     user_id: str
     deleted: dict[str, int] = Field(
-        description="Rows removed: events, profiles, generated; ad_events unlinked from the reader."
+        description="Rows removed: events, profiles, generated; ad_events unlinked from the "
+        "reader. The reader's exposure log goes too."
     )
 
 
@@ -528,6 +562,15 @@ class UserExportOut(BaseModel):
     events: list[dict[str, Any]]
     ad_events: list[dict[str, Any]] = Field(
         description="Sponsored items the reader was shown, clicked or converted on."
+    )
+    exposures: list[dict[str, Any]] = Field(
+        default_factory=list,
+        description="Feeds and rankings the reader was shown (the exposure log): when, which "
+        "articles at which positions, by which model version and experiment arm.",
+    )
+    headline_events: list[dict[str, Any]] = Field(
+        default_factory=list,
+        description="Tested headlines the reader was counted as shown or clicking.",
     )
     profile: dict[str, Any] | None
     generated: list[dict[str, Any]] = Field(description="Outputs written for this reader alone.")
@@ -679,3 +722,255 @@ class CampaignPreviewOut(BaseModel):
     readers: list[dict[str, Any]] = Field(
         description="Example readers: whether they would see it now, why (not), pCTR, eCPM."
     )
+
+
+# --- headline tests -----------------------------------------------------------------------------
+class HeadlineTestIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    variants: list[Annotated[str, Field(max_length=2000)]] = Field(
+        default_factory=list,
+        max_length=10,
+        description="The editor's headlines (distinct, non-empty, at most the title length). "
+        "Include the article's current title to test against it.",
+    )
+    generated: int = Field(
+        0,
+        ge=0,
+        le=10,
+        description="Variants to add from the headline model (waits for it; 503 when "
+        "generation is off or its queue is full). 2 to 10 headlines in all.",
+    )
+
+
+class HeadlineVariantOut(BaseModel):
+    variant_id: str
+    text: str
+    source: Literal["editor", "generated"]
+
+
+class HeadlineTestOut(BaseModel):
+    test_id: str
+    article_id: str
+    status: Literal["running", "locked", "stopped"]
+    variants: list[HeadlineVariantOut]
+    created_at: datetime
+
+    @classmethod
+    def of(cls, test) -> HeadlineTestOut:  # test: core.headline_tests.HeadlineTest
+        return cls.model_validate(
+            {
+                "test_id": test.id,
+                "article_id": test.article_id,
+                "status": test.status,
+                "variants": [
+                    {"variant_id": v.variant_id, "text": v.text, "source": v.source}
+                    for v in test.variants
+                ],
+                "created_at": test.created_at,
+            }
+        )
+
+
+class HeadlineOut(BaseModel):
+    article_id: str
+    test_id: str | None = Field(description="The live test, or null: the article's own title.")
+    variant_id: str | None = Field(
+        description="Send it as `headline_variant` with the impression and click events."
+    )
+    text: str = Field(description="The headline to show this reader.")
+
+
+class HeadlineVariantReportOut(HeadlineVariantOut):
+    impressions: int = Field(description="Readers who were shown it (once each).")
+    clicks: int = Field(description="Readers who clicked it after their impression (once each).")
+    ctr: float
+    p_best: float = Field(description="Posterior probability that its click rate is the highest.")
+
+
+class HeadlineReportOut(BaseModel):
+    test_id: str
+    article_id: str
+    status: Literal["running", "locked", "stopped"]
+    winner: str | None = Field(description="The locked variant_id, shown to every reader.")
+    variants: list[HeadlineVariantReportOut]
+    created_at: datetime
+    updated_at: datetime
+
+    @classmethod
+    def of(cls, report) -> HeadlineReportOut:  # report: core.headline_tests.HeadlineReport
+        test = report.test
+        return cls.model_validate(
+            {
+                "test_id": test.id,
+                "article_id": test.article_id,
+                "status": test.status,
+                "winner": test.winner,
+                "variants": [
+                    {
+                        "variant_id": r.variant.variant_id,
+                        "text": r.variant.text,
+                        "source": r.variant.source,
+                        "impressions": r.impressions,
+                        "clicks": r.clicks,
+                        "ctr": r.ctr,
+                        "p_best": round(r.p_best, 4),
+                    }
+                    for r in report.variants
+                ],
+                "created_at": test.created_at,
+                "updated_at": test.updated_at,
+            }
+        )
+
+
+class HeadlineReportsOut(BaseModel):
+    article_id: str
+    tests: list[HeadlineReportOut] = Field(description="Oldest first.")
+
+
+class HeadlineLockIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    variant_id: str | None = Field(
+        None,
+        pattern=HEADLINE_VARIANT_PATTERN,
+        description="The variant to show every reader; omitted: the one likeliest best.",
+    )
+
+
+# --- experiments (A/B) and the model registry ------------------------------------------------
+EXPERIMENT_ID_PATTERN = r"^exp_[0-9a-f]{12}$"
+
+
+class ExperimentArmIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")
+    weight: float = Field(1.0, gt=0, le=100, description="Share of readers, relative to others.")
+    ranker_version: str | None = Field(
+        None,
+        max_length=64,
+        description="A registered head version (`newsroom models`), or `committed` for the "
+        "head in NEWSROOM_RANKING__MODEL_DIR; default: whatever is the champion.",
+    )
+    mmr_lambda: float | None = Field(None, ge=0, le=1, description="Diversity (1 = none).")
+    freshness_half_life_hours: float | None = Field(None, gt=0, le=24 * 365)
+    category_cap: float | None = Field(None, gt=0, le=1)
+
+
+class ExperimentIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(min_length=1, max_length=200)
+    arms: list[ExperimentArmIn] = Field(
+        min_length=2, max_length=6, description="The first arm is the control."
+    )
+    sequential: bool = Field(
+        True,
+        description="Always-valid confidence sequences (look at the report every day); False: "
+        "a fixed-horizon test, valid only when read once at the planned sample size.",
+    )
+    mode: Literal["ab", "interleaving"] = Field(
+        "ab",
+        description="`ab`: each reader sees one arm (split by `weight`). `interleaving`: exactly "
+        "2 arms, merged into every reader's feed by team draft; the report credits each reader's "
+        "clicks to the arm that contributed the clicked items (a sign test over readers).",
+    )
+
+
+class ExperimentStopIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    promote: bool = Field(
+        False,
+        description="Make the winning arm's ranker version the champion (every process "
+        "switches to it); nothing is promoted without a significant winner.",
+    )
+
+
+class ExperimentOut(BaseModel):
+    experiment_id: str
+    name: str
+    status: Literal["running", "stopped"]
+    arms: list[dict[str, Any]]
+    control: str
+    sequential: bool
+    mode: Literal["ab", "interleaving"]
+    created_at: datetime
+    started_at: datetime
+    stopped_at: datetime | None
+    winner: str | None = None
+    promoted_version: str | None = None
+
+    @classmethod
+    def of(cls, experiment: Any) -> ExperimentOut:
+        outcome = experiment.outcome or {}
+        return cls(
+            experiment_id=experiment.id,
+            name=experiment.name,
+            status=experiment.status,
+            arms=experiment.spec["arms"],
+            control=experiment.spec["control"],
+            sequential=experiment.spec.get("sequential", True),
+            mode=experiment.spec.get("mode", "ab"),
+            created_at=experiment.created_at,
+            started_at=experiment.started_at,
+            stopped_at=experiment.stopped_at,
+            winner=outcome.get("winner"),
+            promoted_version=outcome.get("promoted_version"),
+        )
+
+
+class ExperimentsOut(BaseModel):
+    experiments: list[ExperimentOut]
+
+
+class ExperimentArmReportOut(BaseModel):
+    name: str
+    settings: dict[str, Any]
+    readers: int
+    feeds: int
+    exposures: int
+    clicks: int
+    clicks_per_feed: float | None
+    clicks_per_feed_ci: list[float] | None = Field(description="95% interval.")
+    ctr: float | None
+    ctr_ci: list[float] | None
+    comparison: dict[str, Any] | None = Field(
+        description="Against the control on clicks per feed: difference, ci, p_value, "
+        "significant, method, cuped, cuped_variance_reduction (null for the control). In an "
+        "interleaving experiment: wins, losses, ties (readers), difference (the treatment's "
+        "share of readers with a preference, minus 1/2), p_value, significant."
+    )
+    ctr_comparison: dict[str, Any] | None = None
+
+
+class ExperimentReportOut(BaseModel):
+    experiment_id: str
+    name: str
+    status: str
+    started_at: str
+    control: str
+    method: Literal["sequential", "fixed", "interleaving"]
+    metric: Literal["clicks_per_feed", "reader_preference"]
+    arms: list[ExperimentArmReportOut]
+    winner: str | None
+
+
+class ExperimentStoppedOut(BaseModel):
+    experiment: ExperimentOut
+    report: ExperimentReportOut
+
+
+class ModelVersionOut(BaseModel):
+    version: str
+    status: Literal["challenger", "champion", "retired"]
+    created_at: datetime
+    promoted_at: datetime | None
+    report: dict[str, Any] = Field(description="What `newsroom retrain` measured.")
+
+
+class ModelVersionsOut(BaseModel):
+    serving: str = Field(description="The head this process serves.")
+    versions: list[ModelVersionOut]

@@ -14,20 +14,15 @@ from __future__ import annotations
 import argparse
 import tempfile
 import time
-from itertools import islice
 from pathlib import Path
 
 from bench.common import (
-    bench_settings,
-    default_data_dir,
     latency_ms,
-    markdown_table,
+    mind_demo_newsroom,
     setup_logging,
+    side_by_side,
     write_results,
 )
-from core.datasets import read_articles
-from core.domain import EventDraft
-from core.service import NewsroomService
 
 
 def campaign(n: int, categories: list[str]) -> dict:
@@ -55,20 +50,7 @@ def main() -> None:
     args = parser.parse_args()
     setup_logging()
     with tempfile.TemporaryDirectory() as tmp:
-        service = NewsroomService.from_settings(
-            bench_settings(Path(tmp)), generation=False, encoder_threads=0
-        )
-        drafts = list(islice(read_articles(default_data_dir() / "mind_demo_news", "mind"), 1000))
-        service.articles.ingest(drafts)
-        categories = sorted({d.category for d in drafts if d.category})
-        by_category = {c: [d.id for d in drafts if d.category == c] for c in categories}
-        readers = [f"reader-{n}" for n in range(60)]
-        events = [
-            EventDraft(reader, by_category[categories[n % len(categories)]][i], "click")
-            for n, reader in enumerate(readers)
-            for i in range(min(8, len(by_category[categories[n % len(categories)]])))
-        ]
-        service.readers.record_events(events)
+        service, readers, categories = mind_demo_newsroom(Path(tmp))
         for n in range(20):
             service.campaigns.create(campaign(n, categories))
         timings: dict[int, list[float]] = {0: [], 2: []}
@@ -84,12 +66,10 @@ def main() -> None:
                 placed += len(result.sponsored)
         service.close()
     without, with_ads = latency_ms(timings[0]), latency_ms(timings[2])
-    ratio = with_ads["p50"] / without["p50"]
-    rows = [
-        ["ads=0", f"{without['p50']:.2f}", f"{without['p99']:.2f}", "-"],
-        ["ads=2", f"{with_ads['p50']:.2f}", f"{with_ads['p99']:.2f}", f"{ratio:.2f}x"],
-    ]
-    print(markdown_table(["feed (k=20, 20 campaigns)", "p50 ms", "p99 ms", "p50 ratio"], rows))
+    table, ratio = side_by_side(
+        "feed (k=20, 20 campaigns)", ("ads=0", without), ("ads=2", with_ads)
+    )
+    print(table)
     print(f"sponsored items per ads=2 feed: {placed / len(timings[2]):.2f}")
     write_results(
         "ads_feed",

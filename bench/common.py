@@ -46,6 +46,45 @@ def bench_settings(data_dir: Path) -> Settings:
     return Settings(_env_file=None, data_dir=data_dir, database_url=None)  # type: ignore[call-arg]
 
 
+def mind_demo_newsroom(data_dir: Path, readers: int = 60, clicks: int = 8):  # type: ignore[no-untyped-def]
+    """A throw-away newsroom for the feed benchmarks: 1,000 MIND demo articles and `readers`
+    readers with `clicks` clicks each in one category. Returns (service, reader ids, the
+    categories); the caller closes the service."""
+    from itertools import islice
+
+    from core.domain import EventDraft
+    from core.service import NewsroomService
+
+    service = NewsroomService.from_settings(
+        bench_settings(data_dir), generation=False, encoder_threads=0
+    )
+    drafts = list(islice(read_articles(default_data_dir() / "mind_demo_news", "mind"), 1000))
+    service.articles.ingest(drafts)
+    categories = sorted({d.category for d in drafts if d.category})
+    by_category = {c: [d.id for d in drafts if d.category == c] for c in categories}
+    ids = [f"reader-{n}" for n in range(readers)]
+    events = [
+        EventDraft(reader, by_category[categories[n % len(categories)]][i], "click")
+        for n, reader in enumerate(ids)
+        for i in range(min(clicks, len(by_category[categories[n % len(categories)]])))
+    ]
+    service.readers.record_events(events)
+    return service, ids, categories
+
+
+def side_by_side(
+    title: str, baseline: tuple[str, dict[str, float]], other: tuple[str, dict[str, float]]
+) -> tuple[str, float]:
+    """Two latency summaries (`latency_ms`) as a markdown table with their p50 ratio."""
+    (base_label, base), (other_label, measured) = baseline, other
+    ratio = measured["p50"] / base["p50"]
+    rows = [
+        [base_label, f"{base['p50']:.2f}", f"{base['p99']:.2f}", "-"],
+        [other_label, f"{measured['p50']:.2f}", f"{measured['p99']:.2f}", f"{ratio:.2f}x"],
+    ]
+    return markdown_table([title, "p50 ms", "p99 ms", "p50 ratio"], rows), ratio
+
+
 def load_agnews(data_dir: Path, limit: int | None = None) -> list[ArticleDraft]:
     drafts = list(read_articles(data_dir / "ag_news_test", "agnews"))
     return drafts[:limit] if limit is not None else drafts

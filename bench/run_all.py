@@ -43,6 +43,7 @@ BENCHMARKS: tuple[str, ...] = (
     "decoders",
     "soak",
     "ads_feed",
+    "learning_feed",
 )
 HEADLINE = {
     "encoder": (

@@ -30,12 +30,11 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.engine import Engine
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Mapped, mapped_column
 from sqlalchemy.sql.elements import Case, ColumnElement
 
 from core.domain import as_utc, utcnow
-from core.storage import Base
+from core.storage import Base, insert_new
 
 
 class CampaignRow(Base):
@@ -210,25 +209,21 @@ class AdStore:
     # --- ad events --------------------------------------------------------------------------
     def insert_event(self, record: AdEventRecord) -> bool:
         """False if this reader's event id was recorded before (a retry)."""
-        try:
-            with self.engine.begin() as conn:
-                conn.execute(
-                    insert(AdEventRow).values(
-                        event_id=record.event_id,
-                        campaign_id=record.campaign_id,
-                        user_id=record.user,
-                        type=record.type,
-                        day=record.ts.date(),
-                        ts=record.ts,
-                        price=record.price,
-                        billed=int(record.billed),
-                        segment=record.segment,
-                        category=record.category,
-                    )
-                )
-        except IntegrityError:
-            return False
-        return True
+        return insert_new(
+            self.engine,
+            insert(AdEventRow).values(
+                event_id=record.event_id,
+                campaign_id=record.campaign_id,
+                user_id=record.user,
+                type=record.type,
+                day=record.ts.date(),
+                ts=record.ts,
+                price=record.price,
+                billed=int(record.billed),
+                segment=record.segment,
+                category=record.category,
+            ),
+        )
 
     def known_event(self, user: str, event_id: str) -> bool:
         with self.engine.connect() as conn:

@@ -257,6 +257,146 @@ def eval_ads(
         typer.echo(f"saved the {result['chosen_head']} ad head to {config.save_head}")
 
 
+def _learning_store(settings: Settings):  # type: ignore[no-untyped-def]
+    from core.learning_store import LearningStore
+    from core.service import user_id_key
+    from core.storage import Storage
+
+    storage = Storage(
+        settings.resolved_database_url,
+        user_id_key(settings),
+        timeout_s=settings.shared.database_timeout_seconds,
+    )
+    return storage, LearningStore(storage.engine)
+
+
+@app.command()
+def retrain(
+    ctx: typer.Context,
+    mix_mind: Annotated[
+        Path | None,
+        typer.Option(help="Also train on this MIND folder (impressions.jsonl + news.tsv)."),
+    ] = None,
+    holdout: Annotated[
+        float, typer.Option(min=0.05, max=0.5, help="Most recent share of feeds held out.")
+    ] = 0.2,
+    min_feeds: Annotated[int, typer.Option(min=10)] = 30,
+    epochs: Annotated[int, typer.Option(min=1)] = 20,
+    seed: int = 0,
+    promote_if_better: Annotated[
+        bool, typer.Option(help="Promote the challenger when it beats the champion.")
+    ] = False,
+) -> None:
+    """Train a challenger head from the exposure log and compare it with the champion on the
+    most recent logged slice (AUC, nDCG@10, off-policy top-slot CTR); registers it."""
+    from core.learning import COMMITTED_HEAD, ModelRegistry
+    from core.retrain import RetrainConfig
+    from core.retrain import retrain as run_retrain
+    from ranking.scorer import ClickScorer
+    from retrieval.embedder import Embedder
+
+    settings = _settings(ctx)
+    storage, store = _learning_store(settings)
+    try:
+        registry = ModelRegistry(store)
+        champion = registry.champion()
+        if champion is not None:
+            scorer = registry.scorer(champion)
+        else:
+            champion, scorer = COMMITTED_HEAD, ClickScorer.load(settings.ranking.model_dir)
+        rc = settings.retrieval  # embedded exactly as the service embeds articles
+        embedder = Embedder(
+            rc.model_path(), rc.batch_size, rc.lead_words, threads=0, precision=rc.precision
+        )
+        config = RetrainConfig(
+            work_dir=settings.data_dir / "retrain",
+            cache_dir=settings.data_dir / "cache",
+            mix_mind=mix_mind,
+            holdout_fraction=holdout,
+            min_feeds=min_feeds,
+            epochs=epochs,
+            seed=seed,
+        )
+        try:
+            result = run_retrain(config, store, storage, embedder, (champion, scorer))
+        except ValueError as exc:
+            raise typer.BadParameter(str(exc)) from exc
+        typer.echo((result.report_path.with_suffix(".md")).read_text())
+        typer.echo(f"registered {result.version}; report in {result.report_path.parent}")
+        if result.beats_champion and promote_if_better:
+            store.promote(result.version)
+            typer.echo(f"promoted {result.version}: every process serves it within seconds")
+        elif result.beats_champion:
+            typer.echo(f"it beats {champion}: `newsroom promote {result.version}` to serve it")
+        else:
+            typer.echo(f"it does not beat {champion} on both AUC and nDCG@10: not promoted")
+    finally:
+        storage.close()
+
+
+@app.command()
+def promote(
+    ctx: typer.Context,
+    version: Annotated[str, typer.Argument(help="A version from `newsroom models`.")],
+) -> None:
+    """Make a registered ranking head the champion: every serving process switches to it
+    (through the change log), without a restart."""
+    storage, store = _learning_store(_settings(ctx))
+    try:
+        if not store.promote(version):
+            known = ", ".join(v.version for v in store.versions()) or "none yet"
+            raise typer.BadParameter(f"{version!r} is not registered (registered: {known})")
+        typer.echo(f"{version} is the champion")
+    finally:
+        storage.close()
+
+
+@app.command()
+def models(ctx: typer.Context) -> None:
+    """The ranking-head versions in the registry, newest first."""
+    storage, store = _learning_store(_settings(ctx))
+    try:
+        versions = store.versions()
+        if not versions:
+            typer.echo("no registered versions: the committed head is served")
+        for v in versions:
+            m = v.report.get("metrics", {}).get("challenger", {})
+            typer.echo(
+                f"{v.version}  {v.status:<10}  AUC {m.get('auc')}  nDCG@10 {m.get('ndcg@10')}  "
+                f"SNIPS CTR {m.get('top_slot_ctr_snips')}"
+            )
+    finally:
+        storage.close()
+
+
+@app.command("loop-sim")
+def loop_sim(
+    parts: Annotated[
+        str, typer.Option(help="Comma-separated: retrain, ab, interleaving, bandit.")
+    ] = "retrain,ab,interleaving,bandit",
+    data: Annotated[
+        Path | None, typer.Option(help="MIND dev impressions folder (default: ../shared/data).")
+    ] = None,
+    out_dir: Annotated[Path, typer.Option(help="Where loop_sim.json and .png go.")] = Path(
+        "models/reports"
+    ),
+    seed: int = 0,
+) -> None:
+    """The learning loop on real MIND readers: (a) a head retrained from the exposure log of
+    simulated days vs the committed one, offline and in an A/B day; (b) A/A false positives and
+    power of the experiment test, with and without CUPED; interleaving vs A/B sample sizes;
+    (c) the headline bandit's regret."""
+    from evaluation.loop_sim import DEFAULT_DATA, LoopSimConfig, markdown, run
+
+    config = LoopSimConfig(data=data or DEFAULT_DATA, out_dir=out_dir, seed=seed)
+    try:
+        report = run(config, parts=[p for p in parts.split(",") if p])
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--parts") from exc
+    typer.echo(markdown(report))
+    typer.echo(f"wrote {out_dir / 'loop_sim.json'} and {out_dir / 'loop_sim.png'}")
+
+
 def _serve(
     settings: Settings,
     host: str,

@@ -103,6 +103,7 @@ class EventDraft:
     event_id: str | None = None
     dwell_ms: int | None = None
     ts: datetime | None = None
+    headline_variant: str | None = None  # the tested headline shown (impression, click)
 
 
 @dataclass(slots=True)

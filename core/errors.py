@@ -31,6 +31,10 @@ class InvalidInput(NewsroomError):
     """Input that is well-formed JSON but breaks a domain rule (422)."""
 
 
+class Conflict(NewsroomError):
+    """The request clashes with the current state, e.g. a second running experiment (409)."""
+
+
 class LimitExceeded(NewsroomError):
     """Input over a configured size limit (413)."""
 

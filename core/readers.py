@@ -13,7 +13,7 @@ import threading
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.exc import IntegrityError
@@ -27,6 +27,7 @@ from ranking.profile_store import VersionedProfile
 from ranking.recommend import Recommender
 
 if TYPE_CHECKING:
+    from core.headline_tests import HeadlineTestService
     from core.sponsored import SponsoredService
 
 log = logging.getLogger(__name__)
@@ -62,6 +63,12 @@ class ReaderService:
         self._write_lock = write_lock
         self._after_write = after_write
         self.on_deleted: list[Callable[[str], None]] = []  # told a reader id was deleted
+        self.on_recorded: list[Callable[[list[Event]], None]] = []  # told the new events
+        self.on_purged: list[Callable[[datetime], None]] = []  # told the retention cutoff
+        # More of what is stored about a reader, for their export: name -> records.
+        self.exports: dict[str, Callable[[str], list[dict[str, Any]]]] = {}
+        # Counts impressions and clicks naming a `headline_variant` (set by the service).
+        self.headlines: HeadlineTestService | None = None
         # Readers whose new profile the cache refused (Redis down): republished on the next
         # event batch, or by `repair()` when the cache is back.
         self._unpublished: set[str] = set()
@@ -130,7 +137,14 @@ class ReaderService:
             else:
                 articles.append((where, draft))
         checked_ads = self.ads.check_events(ads) if ads else []
+        tested = [(w, d) for w, d in articles if d.headline_variant is not None]
+        if tested and self.headlines is None:
+            raise InvalidInput("headline tests are off on this server", field="headline_variant")
+        checked_headlines = self.headlines.check_events(tested) if self.headlines else []
         report = self._record_article_events(articles) if articles else EventReport(0, 0)
+        if checked_headlines and self.headlines is not None:
+            # Alongside the article events just stored (which keep every repeat).
+            self.headlines.record_checked(checked_headlines)
         if checked_ads:
             ad_report = self.ads.record_checked(checked_ads)
             report.accepted += ad_report.accepted
@@ -154,6 +168,8 @@ class ReaderService:
         republish = {pseudonym(e.user_id) for e in events} - {p.pseudonym for p in written}
         items = [VersionedProfile(folded[p.pseudonym], p.version) for p in written]
         self._publish(recommender, items, republish)
+        for listener in self.on_recorded:
+            listener(new)
         return EventReport(accepted=len(new), duplicates=len(events) - len(new))
 
     def _store(
@@ -218,12 +234,15 @@ class ReaderService:
         profile = self.recommender.profiles.get(user_id) if self.recommender else None
         events = self.storage.user_events(user_id)
         ad_events = self.ads.user_events(user_id)
-        if profile is None and not events and not generated and not ad_events:
+        more = {name: export(user_id) for name, export in self.exports.items()}
+        stored = (profile, events, generated, ad_events, *more.values())
+        if not any(stored):
             raise UnknownUser(user_id)
         return {
             "user_id": user_id,
             "events": events,
             "ad_events": ad_events,
+            **more,
             "profile": None
             if profile is None
             else {
@@ -275,6 +294,8 @@ class ReaderService:
             removed, revised = self.storage.delete_events_before(cutoff, revise)
             if removed:
                 self._after_write()
+        for listener in self.on_purged:
+            listener(cutoff)
         if self.recommender is not None and revised:
             profiles = self.recommender.profiles
             profiles.publish([p for p in revised if p.vector])

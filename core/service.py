@@ -3,8 +3,9 @@
 It builds the stages from `Settings` and hands each concern its own service, each complete from
 its constructor: `articles` (ingest, search, related), `readers` (events, export, deletion,
 retention), `feeds` (feed, rank, with sponsored items), `campaigns` and `sponsored`
-(advertisers' campaigns, their delivery and reports), `status` (health, quality dashboard),
-`writing` (generation).
+(advertisers' campaigns, their delivery and reports), `headlines` (headline tests served by a
+bandit), `status` (health, quality dashboard), `writing` (generation), `experiments` and
+`learning` (the exposure log, exploration, the model registry: `core.learning`).
 Where state lives (this process, or Redis for many processes) is `live`, chosen by mode; the
 change-log `follower` keeps this process's index, catalog and live counts in step with writes
 made anywhere.
@@ -24,8 +25,19 @@ from core.ad_store import AdStore
 from core.articles import ArticleService
 from core.campaigns import CampaignService
 from core.changes import ChangeFollower, LogCursor
+from core.domain import Event
 from core.errors import ModelUnavailable
-from core.feeds import FeedService
+from core.feeds import FeedService, Learning
+from core.headline_tests import HeadlineStore, HeadlineTestService
+from core.learning import (
+    ChampionWatch,
+    ExperimentService,
+    ExposureLog,
+    ModelRegistry,
+    TopSlotExploration,
+    use_champion,
+)
+from core.learning_store import LearningStore, LoggedFeed
 from core.live import LiveState, live_state
 from core.readers import ReaderService
 from core.settings import Settings
@@ -79,9 +91,15 @@ def _cursor(head: int, missing: list[int]) -> LogCursor:
 class LogApplier:
     """What the follower does with new log entries in this process."""
 
-    def __init__(self, articles: ArticleService, recommender: Recommender | None) -> None:
+    def __init__(
+        self,
+        articles: ArticleService,
+        recommender: Recommender | None,
+        registry: ModelRegistry,
+    ) -> None:
         self.articles = articles
         self.recommender = recommender
+        self.registry = registry
         self.follower: ChangeFollower | None = None
         # Reader deletions already reflected in counts reloaded from a snapshot: (change head
         # of that snapshot, change seqs it could not see).
@@ -99,6 +117,8 @@ class LogApplier:
             return
         if any(c.kind == "counts_reset" for c in changes):
             self._reload_counts()
+        if any(c.kind == "champion" for c in changes):
+            use_champion(self.recommender, self.registry)
         for change in changes:
             deleted = change.kind == "reader_deleted" and change.payload
             if deleted and not self._reflected_in(change):
@@ -148,8 +168,13 @@ class NewsroomService:
         recommender: Recommender | None,
         campaigns: CampaignService,
         sponsored: SponsoredService,
+        learning: Learning,
+        headlines: HeadlineTestService,
     ) -> None:
         self.storage = storage
+        self.headlines = headlines
+        self.learning = learning
+        self.experiments = learning.experiments
         self.campaigns = campaigns
         self.sponsored = sponsored
         self.live = live
@@ -162,6 +187,8 @@ class NewsroomService:
         self.writing: WritingService | None = None
         self.sync_report: SyncReport | None = None
         self._started = False
+        self._champion_watch: ChampionWatch | None = None
+        self._champion_poll_s = 2.0
 
     @classmethod
     def from_settings(
@@ -244,7 +271,12 @@ class NewsroomService:
             )
         except ValueError as exc:  # a head trained for other embeddings
             raise ModelUnavailable(str(exc)) from exc
-        applier = LogApplier(articles, recommender)
+        learning_store = LearningStore(storage.engine)
+        registry = ModelRegistry(learning_store)
+        committed = recommender.scorer if recommender is not None else None
+        if recommender is not None:
+            use_champion(recommender, registry)
+        applier = LogApplier(articles, recommender, registry)
         follower = ChangeFollower(
             storage,
             applier.events,
@@ -287,7 +319,57 @@ class NewsroomService:
             sponsored,
             max_bulk_events=settings.limits.max_bulk_events,
         )
-        feeds = FeedService(recommender, articles.key_of, articles.check_k, sponsored)
+        lc = settings.learning
+        exposures = ExposureLog(learning_store, lc)
+        learning = Learning(
+            exposures,
+            TopSlotExploration(lc.exploration, lc.exploration_pool),
+            ExperimentService(learning_store, registry, storage.pseudonym, lc),
+            registry,
+            committed,
+        )
+        pseudonym = storage.pseudonym
+
+        def join_clicks(events: list[Event]) -> None:
+            exposures.join_clicks(
+                [(pseudonym(e.user_id), e.article_key, e.ts) for e in events if e.type == "click"]
+            )
+
+        def exported_exposures(user_id: str) -> list[dict]:
+            exposures.flush()  # feeds still queued are part of what is stored about them
+            feeds = learning_store.user_feeds(pseudonym(user_id))
+            return [exposure_record(f, storage) for f in feeds]
+
+        def forget_exposures(user_id: str) -> None:
+            exposures.flush()  # else a queued feed of theirs would be written after
+            learning_store.forget_user(pseudonym(user_id))
+
+        readers.on_recorded.append(join_clicks)
+        readers.on_deleted.append(forget_exposures)
+        readers.on_purged.append(learning_store.purge_before)
+        readers.exports["exposures"] = exported_exposures
+        feeds = FeedService(
+            recommender, articles.key_of, articles.check_k, sponsored, learning, pseudonym
+        )
+        headlines = HeadlineTestService(
+            HeadlineStore(storage.engine),
+            live.counters,
+            storage.get_article,
+            storage.pseudonym,
+            storage.event_digest,
+            settings.limits.max_title_chars,
+        )
+
+        def refill_headline_counters() -> None:
+            with live.once("refill-headline-counters", ttl_s=600) as mine:
+                if mine:
+                    headlines.refill_counters()
+
+        live.on_counters_lost(refill_headline_counters)
+        readers.headlines = feeds.headlines = headlines
+        readers.on_deleted.append(headlines.forget_user)
+        readers.exports["headline_events"] = headlines.user_events
+        articles.on_deleted.append(headlines.forget_article)
         status = StatusService(
             articles,
             recommender,
@@ -307,8 +389,11 @@ class NewsroomService:
             recommender,
             campaigns,
             sponsored,
+            learning,
+            headlines,
         )
         service.sync_report = report
+        service._champion_poll_s = lc.champion_poll_seconds
         if report.changed:
             articles.save_index()
         if recommender is not None:
@@ -332,6 +417,7 @@ class NewsroomService:
         self.status.writing = writing
         self.articles.on_deleted.append(writing.forget_article)
         self.readers.on_deleted.append(writing.forget_user)
+        self.headlines.writer = writing  # `generated` headline variants
 
     def require_writing(self) -> WritingService:
         if self.writing is None:
@@ -347,6 +433,12 @@ class NewsroomService:
         self._started = True
         self.live.start_watching(every_tick=self._repair)
         self.live.follow(self.follower)
+        self.learning.exposures.start()
+        if self.recommender is not None:
+            self._champion_watch = ChampionWatch(
+                self.recommender, self.learning.registry, self._champion_poll_s
+            )
+            self._champion_watch.start()
 
     def _repair(self) -> None:
         try:
@@ -355,6 +447,9 @@ class NewsroomService:
             log.debug("profile repair still waiting: %s", exc)
 
     def close(self) -> None:
+        if self._champion_watch is not None:
+            self._champion_watch.stop()
+        self.learning.exposures.close()
         self.live.close()
         if self.writing is not None:
             self.writing.close()
@@ -378,3 +473,23 @@ def _resync_articles(
         seq = batch[-1].seq
     if keys:
         articles.sync(keys)
+
+
+def exposure_record(feed: LoggedFeed, storage: Storage) -> dict:
+    """One logged feed as a reader's export shows it (article ids, not internal keys)."""
+    articles = storage.articles_by_keys([i.article_key for i in feed.items])
+    return {
+        "ts": feed.ts.isoformat(),
+        "surface": feed.surface,
+        "model_version": feed.model_version,
+        "experiment_id": feed.experiment_id,
+        "arm": feed.arm,
+        "items": [
+            {
+                "article_id": articles[i.article_key].id if i.article_key in articles else None,
+                "position": i.position,
+                "clicked": i.clicked,
+            }
+            for i in feed.items
+        ],
+    }

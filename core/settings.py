@@ -177,6 +177,38 @@ class LimitsConfig(BaseModel):
     cpu_workers: int = Field(2, ge=1, le=64, description="Threads for feed/rank scoring.")
 
 
+class LearningConfig(BaseModel):
+    """The learning loop: exposure log, exploration, experiments, headline tests."""
+
+    log_exposures: bool = Field(
+        True, description="Record what every feed and rank answer showed (the exposure log)."
+    )
+    exploration: float = Field(
+        0.05,
+        ge=0,
+        le=1,
+        description="Share of feeds whose top slot shows a random one of the feed's first "
+        "`exploration_pool` items instead of the best: the known propensities that make "
+        "off-policy estimates of a new head possible. 0 turns it off.",
+    )
+    exploration_pool: int = Field(10, ge=2, le=50)
+    click_window_hours: float = Field(
+        24.0, gt=0, description="A click joins the latest exposure of that item this recent."
+    )
+    champion_poll_seconds: float = Field(
+        2.0, gt=0, description="How often each process looks for a newly promoted head."
+    )
+    pre_period_days: float = Field(
+        14.0, gt=0, description="Readers' activity before an experiment, for CUPED."
+    )
+    flush_seconds: float = Field(
+        0.5,
+        gt=0,
+        description="Exposures are written in batches this often (off the request path): a "
+        "hard kill loses at most this much of the exposure log, never an event.",
+    )
+
+
 class AdsConfig(BaseModel):
     """Sponsored items in feeds (`?ads=N`): the auction, delivery control and reports."""
 
@@ -276,6 +308,7 @@ class Settings(BaseSettings):
     limits: LimitsConfig = LimitsConfig()
     generation: GenerationConfig = GenerationConfig()
     shared: SharedConfig = SharedConfig()
+    learning: LearningConfig = LearningConfig()
     ads: AdsConfig = AdsConfig()
 
     @field_validator("database_url")

@@ -36,7 +36,9 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.sql.expression import Executable
 
 from core.domain import Article, ArticleDraft, Event, as_utc, utcnow
 from core.errors import ArticleNotFound
@@ -187,7 +189,7 @@ class SyncedArticle:
     embedding: np.ndarray
 
 
-ChangeKind = Literal["article", "reader_deleted", "counts_reset"]
+ChangeKind = Literal["article", "reader_deleted", "counts_reset", "champion"]
 
 
 @dataclass(slots=True, frozen=True)
@@ -391,7 +393,7 @@ class Storage:
                         update(ArticleRow).where(ArticleRow.key == write.key).values(**values)
                     )
                     keys.append(write.key)
-            _log_changes(conn, "article", keys)
+            log_changes(conn, "article", keys)
         return keys
 
     def get_article(self, article_id: str) -> Article:
@@ -427,7 +429,7 @@ class Storage:
                 raise ArticleNotFound(article_id)
             conn.execute(delete(ArticleRow).where(ArticleRow.key == key))
             conn.execute(delete(GeneratedRow).where(GeneratedRow.article_id == article_id))
-            _log_changes(conn, "article", [int(key)])
+            log_changes(conn, "article", [int(key)])
         return int(key)
 
     def count_articles(self) -> int:
@@ -802,7 +804,7 @@ class Storage:
                 "tombstone_version": tombstone,
             }
             if removed["events"] or removed["profiles"]:
-                _log_changes(
+                log_changes(
                     conn,
                     "reader_deleted",
                     [None],
@@ -862,7 +864,7 @@ class Storage:
                         conn.execute(update(ProfileRow).where(where).values(**values))
                         revised_profiles.append(StoredProfile(user, revised[0], revised[1], bumped))
             if removed:
-                _log_changes(conn, "counts_reset", [None])
+                log_changes(conn, "counts_reset", [None])
         return removed, revised_profiles
 
     def get_generated(self, cache_key: str) -> str | None:
@@ -897,7 +899,19 @@ class Storage:
             return int(conn.execute(select(func.count()).select_from(GeneratedRow)).scalar_one())
 
 
-def _log_changes(
+def insert_new(engine: Engine, *statements: Executable) -> bool:
+    """Run `statements` in one transaction; False, and nothing written, when a unique
+    constraint says the row exists already (a retry, or another process came first)."""
+    try:
+        with engine.begin() as conn:
+            for statement in statements:
+                conn.execute(statement)
+    except IntegrityError:
+        return False
+    return True
+
+
+def log_changes(
     conn: Connection, kind: ChangeKind, keys: Sequence[int | None], payload: str | None = None
 ) -> None:
     """Append to the change log inside the caller's transaction."""

@@ -9,6 +9,7 @@ fresh list.
 
 from __future__ import annotations
 
+import copy
 import logging
 import math
 import time
@@ -180,6 +181,24 @@ class Recommender:
         self.scorer = scorer  # the head's click logit, in numpy
         self._head_columns = [FEATURE_NAMES.index(f) for f in scorer.config.features]
         self._popular_cache: tuple[float, list[int]] | None = None
+
+    def use_head(self, scorer: ClickScorer, head_name: str) -> None:
+        """Serve another head from now on (a promoted champion): one attribute swap, so a feed
+        in flight finishes with the head it started with."""
+        self._head_columns = [FEATURE_NAMES.index(f) for f in scorer.config.features]
+        self.scorer, self.head_name = scorer, head_name
+
+    def variant(
+        self, scorer: ClickScorer | None, config: FeedConfig | None, head_name: str | None
+    ) -> Recommender:
+        """This recommender with another head and/or feed settings (an experiment's arm),
+        sharing the index, catalog, profiles and live counts."""
+        other = copy.copy(self)
+        if scorer is not None:
+            other.use_head(scorer, head_name or self.head_name)
+        if config is not None:
+            other.config = config
+        return other
 
     def reset_interactions(self, up_to_seq: int, skip: Iterable[int] = ()) -> None:
         """Rebuild the live counts from the stored events (after a retention purge)."""

@@ -12,7 +12,7 @@ from fastapi.testclient import TestClient
 from api.app import create_app
 from core.domain import ArticleDraft
 from core.service import NewsroomService
-from core.settings import GenerationConfig, Settings
+from core.settings import GenerationConfig, LearningConfig, Settings
 from retrieval.embedder import Embedder
 from tests.postgres import TemporaryPostgres
 from tests.postgres import wanted as postgres_wanted
@@ -80,7 +80,14 @@ def database_url(postgres_server: TemporaryPostgres | None) -> str | None:
 
 @pytest.fixture
 def settings(tmp_path: Path, database_url: str | None) -> Settings:
-    return Settings(data_dir=tmp_path / "var", database_url=database_url, _env_file=None)  # type: ignore[call-arg]
+    # No exploration by default: tests compare feed orders (tests/core/test_learning.py
+    # turns it on where it is the subject).
+    return Settings(  # type: ignore[call-arg]
+        data_dir=tmp_path / "var",
+        database_url=database_url,
+        learning=LearningConfig(exploration=0.0),
+        _env_file=None,
+    )
 
 
 @pytest.fixture

@@ -77,6 +77,10 @@ def render_feed(result: FeedWithAds) -> bytes:
     validate it all over again first). Sponsored items go in at their positions."""
     feed = result.feed
     items = [RankedItemOut.data_of(i) for i in feed.items]
+    for data in items if result.headlines else ():
+        shown = result.headlines.get(data["id"])
+        if shown is not None:  # a headline test: this reader's variant in place of the title
+            data["title"], data["headline_variant"] = shown.text, shown.variant_id
     for item in sorted(result.sponsored, key=lambda s: s.position):
         items.insert(item.position, SponsoredItemOut.data_of(item))
     body = FeedOut.model_validate(
@@ -85,6 +89,10 @@ def render_feed(result: FeedWithAds) -> bytes:
             "items": items,
             "cold_start": feed.cold_start,
             "candidates": feed.candidates,
+            "feed_id": result.feed_id,
+            "experiment": None
+            if result.assignment is None
+            else {"experiment_id": result.assignment.experiment_id, "arm": result.assignment.arm},
         }
     )
     return body.model_dump_json().encode()

@@ -29,6 +29,7 @@ PAGES = {
     "article": ("Article view", "article"),
     "quality": ("Quality dashboard", "quality"),
     "campaigns": ("Campaigns", "campaigns"),
+    "experiments": ("Experiments", "experiments"),
 }
 SECURITY_HEADERS = {
     "Content-Security-Policy": (

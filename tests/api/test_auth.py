@@ -52,6 +52,17 @@ MATRIX = [
     ("DELETE", "/v1/campaigns/c-000000000000", None, {"ads"}),
     ("GET", "/v1/campaigns/c-000000000000/report", None, {"ads"}),
     ("GET", "/v1/campaigns/c-000000000000/preview", None, set()),
+    ("POST", "/v1/articles/h1/headline-tests", {"variants": ["A", "B"]}, {"cms"}),
+    ("GET", "/v1/articles/h1/headline-tests", None, {"cms"}),
+    ("GET", "/v1/articles/h1/headline?user_id=u1", None, {"cms", "app"}),
+    ("GET", "/v1/headline-tests/nope", None, {"cms"}),
+    ("POST", "/v1/headline-tests/nope/lock", {"variant_id": "v1"}, {"cms"}),
+    ("POST", "/v1/headline-tests/nope/stop", None, {"cms"}),
+    ("POST", "/v1/experiments", {"name": "x"}, set()),
+    ("GET", "/v1/experiments", None, set()),
+    ("GET", "/v1/experiments/exp_000000000000", None, set()),
+    ("POST", "/v1/experiments/exp_000000000000/stop", {}, set()),
+    ("GET", "/v1/models", None, set()),
 ]
 
 
@@ -170,7 +181,8 @@ def test_only_roles_entitled_to_reader_data_may_name_a_reader(keyed_client: Test
 
 def test_the_matrix_covers_every_api_route(keyed_client: TestClient) -> None:
     def template(path: str) -> str:
-        return re.sub(r"/(u1|nobody|h1|nope|generic|c-0{12})(?=/|$)", "/{}", path.split("?")[0])
+        ids = r"/(u1|nobody|h1|nope|generic|c-0{12}|exp_0{12})(?=/|$)"
+        return re.sub(ids, "/{}", path.split("?")[0])
 
     covered = {(method, template(path)) for method, path, _, _ in MATRIX}
     schema = keyed_client.get("/openapi.json").json()["paths"]
@@ -180,7 +192,7 @@ def test_the_matrix_covers_every_api_route(keyed_client: TestClient) -> None:
         if path.startswith("/v1")
         for method in operations
     }
-    assert len(routes) == 27 and routes <= covered, routes - covered
+    assert len(routes) == 38 and routes <= covered, routes - covered
 
 
 def test_health_docs_metrics_and_studio_pages_stay_open(keyed_client: TestClient) -> None:

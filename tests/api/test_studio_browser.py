@@ -26,7 +26,7 @@ from api.app import create_app
 from core.datasets import read_bbc
 from core.domain import EventDraft
 from core.service import NewsroomService
-from core.settings import GenerationConfig, Settings
+from core.settings import REPO_ROOT, GenerationConfig, Settings
 from retrieval.embedder import Embedder
 from tests.conftest import data_path
 
@@ -200,6 +200,7 @@ def test_each_page_loads_clean_at_desktop_and_phone_width(
         ),
         "quality": ("/studio/quality", "#reports table"),
         "campaigns": ("/studio/campaigns", "#campaigns-status:has-text('campaign')"),
+        "experiments": ("/studio/experiments", "#experiments-status:has-text('xperiment')"),
     }
     for name, (path, ready) in pages.items():
         for width, viewport in (("desktop", DESKTOP), ("phone", PHONE)):
@@ -508,3 +509,203 @@ def test_an_ads_key_manages_campaigns_but_is_told_previews_need_an_admin_key(
         watched.assert_clean()
     finally:
         _as_admin(studio, "DELETE", f"/v1/campaigns/{campaign_id}")
+
+
+def _register_head(studio: Studio, version: str) -> None:
+    """A registry version (the committed head's files) with a report, as `newsroom retrain`
+    would leave it."""
+    store = studio.service.learning.registry.store
+    if store.get_version(version) is not None:
+        return
+    challenger = {
+        "auc": 0.7123,
+        "ndcg@10": 0.4321,
+        "top_slot_ctr_snips": 0.12,
+        "top_slot_ctr_ci95": [0.08, 0.16],
+    }
+    head = REPO_ROOT / "models" / "ranker"
+    store.register_version(
+        version,
+        "ranker",
+        {"metrics": {"challenger": challenger}},
+        (head / "config.json").read_text(),
+        (head / "model.safetensors").read_bytes(),
+    )
+
+
+def test_an_experiment_is_started_reported_as_a_chart_and_stopped_in_the_studio(
+    open_page: Callable[..., Watched], studio: Studio, tmp_path: Path
+) -> None:
+    version = "ranker-studio-test"
+    _register_head(studio, version)
+    watched = open_page("/studio/experiments")
+    # The bad λ and the second experiment below are a 422 and a 409 by design.
+    watched.allowed = ("status of 422", "status of 409")
+    page = watched.page
+    second = "[data-field='arms[1].ranker_version']"
+    page.wait_for_selector(f"{second} option[value='{version}']", state="attached")  # type: ignore[attr-defined]
+    models = page.inner_text("#models-table")  # type: ignore[attr-defined]
+    assert version in models and "0.7123" in models and "0.4321" in models
+    assert "Serving now:" in page.inner_text("#models-serving")  # type: ignore[attr-defined]
+    options = page.eval_on_selector_all(f"{second} option", "os => os.map(o => o.value)")  # type: ignore[attr-defined]
+    assert options[:2] == ["", "committed"] and version in options
+
+    # Arm rows come and go; the API's field names follow them.
+    page.click("#e-arm-add")  # type: ignore[attr-defined]
+    assert page.locator("#e-arm-rows fieldset.arm").count() == 3  # type: ignore[attr-defined]
+    page.click("button[aria-label='Remove arm 3']")  # type: ignore[attr-defined]
+    assert page.locator("#e-arm-rows fieldset.arm").count() == 2  # type: ignore[attr-defined]
+    assert page.is_disabled("button[aria-label='Remove arm 2']")  # type: ignore[attr-defined]
+    page.fill("#e-name", "Diversity in the studio")  # type: ignore[attr-defined]
+    page.fill("[data-field='arms[1].name']", "diverse")  # type: ignore[attr-defined]
+    page.select_option(second, version)  # type: ignore[attr-defined]
+    page.fill("[data-field='arms[1].mmr_lambda']", "2")  # type: ignore[attr-defined]
+    page.click("#experiment-save")  # type: ignore[attr-defined]
+    bad = "[data-field='arms[1].mmr_lambda']"
+    page.wait_for_selector(f"{bad} + .field-error:has-text('mmr_lambda')")  # type: ignore[attr-defined]
+    assert page.get_attribute(bad, "aria-invalid") == "true"  # type: ignore[attr-defined]
+    listed = _as_admin(studio, "GET", "/v1/experiments").json()["experiments"]
+    assert all(e["status"] == "stopped" for e in listed)  # nothing was started
+    page.fill(bad, "0.3")  # type: ignore[attr-defined]
+    page.click("#experiment-save")  # type: ignore[attr-defined]
+    page.wait_for_selector("#experiment-form-status:has-text('Started')")  # type: ignore[attr-defined]
+    experiment_id = page.inner_text("#experiment-form-status").split()[-1].rstrip(".")  # type: ignore[attr-defined]
+    try:
+        made = _as_admin(studio, "GET", "/v1/experiments").json()["experiments"]
+        spec = next(e for e in made if e["experiment_id"] == experiment_id)
+        assert spec["arms"][1] == {
+            "name": "diverse",
+            "weight": 1.0,  # unset fields are the API's defaults
+            "ranker_version": version,
+            "mmr_lambda": 0.3,
+        }
+        assert spec["sequential"] is True and spec["control"] == "control"
+        row = f"#experiment-rows tr[data-id='{experiment_id}']"
+        page.wait_for_selector(f"{row}[aria-current='true']")  # type: ignore[attr-defined]
+        assert "valid to check daily" in page.inner_text("#exp-method")  # type: ignore[attr-defined]
+
+        # Readers get feeds from their arms and click: the report fills in.
+        for n in range(12):
+            user = f"exp-studio-{n}"
+            feed = _as_admin(studio, "GET", f"/v1/users/{user}/feed?k=10").json()
+            assert feed["experiment"]["experiment_id"] == experiment_id
+            for item in feed["items"][: 1 + (n % 3 == 0)]:  # readers differ: some click twice
+                body = {"user_id": user, "article_id": item["id"], "type": "click"}
+                assert _as_admin(studio, "POST", "/v1/events", body).status_code == 200
+        studio.service.learning.exposures.flush()
+        report = _as_admin(studio, "GET", f"/v1/experiments/{experiment_id}").json()
+        assert sum(a["readers"] for a in report["arms"]) == 12
+        page.click("#experiments-reload")  # type: ignore[attr-defined]
+        page.wait_for_function(  # type: ignore[attr-defined]
+            "() => [...document.querySelectorAll('#exp-arms tbody tr')]"
+            ".reduce((n, r) => n + Number(r.cells[2].textContent), 0) === 12"
+        )
+        for chart in ("svg.cpf-chart", "svg.ctr-chart"):
+            assert page.locator(f"#exp-charts {chart} rect.bar").count() == 2  # type: ignore[attr-defined]
+        with_ci = sum(1 for a in report["arms"] if a["clicks_per_feed_ci"])
+        assert page.locator("#exp-charts svg.cpf-chart line.ci").count() == 3 * with_ci  # type: ignore[attr-defined]
+        comparisons = page.inner_text("#exp-comparisons")  # type: ignore[attr-defined]
+        assert "diverse" in comparisons and "clicks per feed (primary)" in comparisons
+        assert "p-value" in comparisons and "CUPED" in comparisons
+        _labelled_and_fits(watched)
+        _shot(watched, tmp_path, "experiment-report")
+
+        # One experiment at a time: the 409 is said at the top of the form.
+        page.fill("#e-name", "Another one")  # type: ignore[attr-defined]
+        page.click("#experiment-save")  # type: ignore[attr-defined]
+        page.wait_for_selector("#experiment-form-error:has-text('already running')")  # type: ignore[attr-defined]
+
+        # Stop asks first, and may promote the winner.
+        page.check("#exp-promote")  # type: ignore[attr-defined]
+        page.once("dialog", lambda dialog: dialog.accept())  # type: ignore[attr-defined]
+        page.click("#exp-stop")  # type: ignore[attr-defined]
+        page.wait_for_selector("#exp-detail-status:has-text('Stopped')")  # type: ignore[attr-defined]
+        stopped = _as_admin(studio, "GET", "/v1/experiments").json()["experiments"]
+        (ended,) = [e for e in stopped if e["experiment_id"] == experiment_id]
+        assert ended["status"] == "stopped"
+        assert "stopped" in page.inner_text(row)  # type: ignore[attr-defined]
+        assert page.is_hidden("#exp-stop")  # type: ignore[attr-defined]
+        watched.assert_clean()
+    finally:
+        _as_admin(studio, "POST", f"/v1/experiments/{experiment_id}/stop", {})
+
+
+def test_a_headline_test_is_started_counted_and_locked_on_the_article_page(
+    open_page: Callable[..., Watched], studio: Studio, tmp_path: Path
+) -> None:
+    related = _as_admin(studio, "GET", f"/v1/articles/{studio.article_id}/related?k=1").json()
+    article_id = related["results"][0]["id"]
+    watched = open_page(f"/studio/article?id={article_id}")
+    watched.allowed = ("status of 422",)  # the bad count below, by design
+    page = watched.page
+    page.click("#headline-tests summary")  # type: ignore[attr-defined]
+    page.wait_for_selector("#ht-list-status:has-text('No headline test')")  # type: ignore[attr-defined]
+    page.fill("#ht-variants", "Markets rally as rates hold")  # type: ignore[attr-defined]
+    page.fill("#ht-generated", "11")  # type: ignore[attr-defined]
+    page.click("#ht-start")  # type: ignore[attr-defined]
+    page.wait_for_selector("#ht-generated + .field-error:has-text('generated')")  # type: ignore[attr-defined]
+    assert page.get_attribute("#ht-generated", "aria-invalid") == "true"  # type: ignore[attr-defined]
+
+    page.fill("#ht-variants", "Markets rally as rates hold\n\nShares climb on steady rates")  # type: ignore[attr-defined]
+    page.fill("#ht-generated", "1")  # type: ignore[attr-defined]
+    page.click("#ht-start")  # type: ignore[attr-defined]
+    page.wait_for_selector("#ht-list-status:has-text('Started')", timeout=60_000)  # type: ignore[attr-defined]
+    card = page.locator("#headline-test-list section.headline-test").first  # type: ignore[attr-defined]
+    test_id = card.get_attribute("data-test")
+    try:
+        assert page.is_hidden("#headline-test-form")  # type: ignore[attr-defined]  # one live test
+        rows = card.locator("tbody tr")
+        assert rows.count() >= 2
+        assert rows.nth(0).locator("th").inner_text().startswith("Markets rally as rates hold")
+
+        # Readers see the variants the bandit picks, one clicks.
+        for n in range(4):
+            user = f"ht-reader-{n}"
+            shown = _as_admin(studio, "GET", f"/v1/articles/{article_id}/headline?user_id={user}")
+            variant = shown.json()["variant_id"]
+            for kind in ("impression", "click")[: 1 + (n == 0)]:
+                body = {
+                    "user_id": user,
+                    "article_id": article_id,
+                    "type": kind,
+                    "headline_variant": variant,
+                }
+                assert _as_admin(studio, "POST", "/v1/events", body).status_code == 200
+        page.click("#ht-reload")  # type: ignore[attr-defined]
+        page.wait_for_function(  # type: ignore[attr-defined]
+            "() => [...document.querySelectorAll('#headline-test-list tbody tr')]"
+            ".reduce((n, r) => n + Number(r.cells[1].textContent), 0) === 4"
+        )
+        card = page.locator(f"#headline-test-list section[data-test='{test_id}']")  # type: ignore[attr-defined]
+        rows = card.locator("tbody tr")
+        assert card.locator("svg.pbest rect.bar").count() == rows.count()
+        p_best = [float(t.rstrip("%")) for t in card.locator("td.p-best").all_inner_texts()]
+        assert 95 <= sum(p_best) <= 105
+        _labelled_and_fits(watched)
+        _shot(watched, tmp_path, "headline-test")
+
+        # Lock the best, then another one instead.
+        card.locator("button:has-text('Lock the best')").click()
+        page.wait_for_selector(f"section[data-test='{test_id}'][data-status='locked']")  # type: ignore[attr-defined]
+        report = _as_admin(studio, "GET", f"/v1/headline-tests/{test_id}").json()
+        best = max(report["variants"], key=lambda v: v["p_best"])["variant_id"]
+        assert report["winner"] == best
+        winner = page.locator(f"section[data-test='{test_id}'] tr.winner")  # type: ignore[attr-defined]
+        assert winner.get_attribute("data-variant") == best
+        other = next(v["variant_id"] for v in report["variants"] if v["variant_id"] != best)
+        card = page.locator(f"section[data-test='{test_id}']")  # type: ignore[attr-defined]
+        card.locator(f"tr[data-variant='{other}'] button").click()
+        page.wait_for_selector(f"section[data-test='{test_id}'] tr.winner[data-variant='{other}']")  # type: ignore[attr-defined]
+        assert _as_admin(studio, "GET", f"/v1/headline-tests/{test_id}").json()["winner"] == other
+        text = next(v["text"] for v in report["variants"] if v["variant_id"] == other)
+        shown = _as_admin(studio, "GET", f"/v1/articles/{article_id}/headline?user_id=ht-new")
+        assert shown.json()["text"] == text
+
+        # Stop asks first; then a new test may start.
+        page.once("dialog", lambda dialog: dialog.accept())  # type: ignore[attr-defined]
+        card.locator("button:has-text('Stop test')").click()
+        page.wait_for_selector(f"section[data-test='{test_id}'][data-status='stopped']")  # type: ignore[attr-defined]
+        assert page.is_visible("#headline-test-form")  # type: ignore[attr-defined]
+        watched.assert_clean()
+    finally:
+        _as_admin(studio, "POST", f"/v1/headline-tests/{test_id}/stop")

@@ -376,3 +376,69 @@ def _kill_the_worker_running_the_draft(redis_client, workers: list[NewsroomProce
                 os.kill(pid, signal.SIGKILL)
                 return pid
     raise AssertionError("no job has started")
+
+
+def _serving_head(server: ServeProcess) -> str:
+    with httpx.Client(base_url=server.base, timeout=30) as client:  # a new connection
+        return client.get("/v1/models", headers=headers()).json()["serving"]
+
+
+def test_experiment_arms_and_a_promoted_head_agree_across_processes(
+    cluster, newsroom: Newsroom
+) -> None:
+    """Assignment is the same whichever process serves a reader; both report the same
+    figures; a head promoted from outside (the CLI, another host) reaches every process."""
+    from core.learning_store import LearningStore
+    from core.settings import RankingConfig
+
+    first, second = cluster
+    arms = [{"name": "control"}, {"name": "low-diversity", "mmr_lambda": 0.95}]
+    created = httpx.post(
+        f"{first.base}/v1/experiments",
+        json={"name": "shared", "arms": arms},
+        headers=headers(),
+        timeout=30,
+    )
+    assert created.status_code == 201, created.text
+    experiment_id = created.json()["experiment_id"]
+    time.sleep(2.5)  # each process reads the running experiment at most every 2 s
+    for reader in READERS[:4]:
+        arms_seen = {_feed(server, reader)["experiment"]["arm"] for server in cluster}
+        assert len(arms_seen) == 1, f"{reader} got {arms_seen}"
+        feed = _feed(second, reader)
+        assert _event(first, reader, feed["items"][0]["id"], "click").status_code == 200
+    reports = [
+        httpx.get(f"{s.base}/v1/experiments/{experiment_id}", headers=headers(), timeout=30).json()
+        for s in cluster
+    ]
+    assert reports[0]["arms"] == reports[1]["arms"]
+    assert sum(a["readers"] for a in reports[0]["arms"]) == 4
+    stopped = httpx.post(
+        f"{second.base}/v1/experiments/{experiment_id}/stop", json={}, headers=headers(), timeout=30
+    )
+    assert stopped.status_code == 200
+
+    # A "new" head: the committed one's files under a version name, registered and promoted
+    # through the database only (as `newsroom retrain` + `newsroom promote` on another host).
+    head = RankingConfig().model_dir
+    storage = Storage(newsroom.database_url, SECRET.encode())
+    try:
+        store = LearningStore(storage.engine)
+        store.register_version(
+            "ranker-shared-test",
+            "ranker",
+            {"metrics": {}},
+            (head / "config.json").read_text(),
+            (head / "model.safetensors").read_bytes(),
+        )
+        assert store.promote("ranker-shared-test")
+    finally:
+        storage.close()
+    deadline = time.monotonic() + 15
+    while True:  # every process of both instances (the second has two workers)
+        heads = {_serving_head(s) for s in (first, second, second, second, second)}
+        if heads == {"ranker-shared-test"}:
+            break
+        assert time.monotonic() < deadline, f"still serving {heads}"
+        time.sleep(0.5)
+    assert _feed(first, READERS[0])["items"]
