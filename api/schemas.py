@@ -855,6 +855,12 @@ class ExperimentArmIn(BaseModel):
         "head in NEWSROOM_RANKING__MODEL_DIR; default: whatever is the champion.",
     )
     mmr_lambda: float | None = Field(None, ge=0, le=1, description="Diversity (1 = none).")
+    prompt_version: str | None = Field(
+        None,
+        max_length=16,
+        description="The prompt-template version the arm's readers get their summaries and "
+        "headlines written with (`prompts/`: v1 is served by default, v2 asks for specifics).",
+    )
     freshness_half_life_hours: float | None = Field(None, gt=0, le=24 * 365)
     category_cap: float | None = Field(None, gt=0, le=1)
 
@@ -974,3 +980,6 @@ class ModelVersionOut(BaseModel):
 class ModelVersionsOut(BaseModel):
     serving: str = Field(description="The head this process serves.")
     versions: list[ModelVersionOut]
+    prompt_versions: list[str] = Field(
+        description="Prompt-template versions an experiment arm can serve (`prompt_version`)."
+    )

@@ -40,6 +40,7 @@ from core.learning_store import (
     StoredExperiment,
 )
 from core.settings import LearningConfig
+from prompts import prompt_versions
 from ranking.interleaving import preference_test
 from ranking.recommend import FeedConfig, RankedItem, Recommender
 from ranking.scorer import ClickScorer, RankingHeadConfig
@@ -317,7 +318,20 @@ class ExperimentService:
         names = [str(a["name"]) for a in arms]
         if len(set(names)) != len(names):
             raise InvalidInput("arm names must be distinct", field="arms")
+        versions = prompt_versions()
         for n, arm in enumerate(arms):
+            prompt_version = arm.get("prompt_version")
+            if prompt_version is not None and prompt_version not in versions:
+                raise InvalidInput(
+                    f"prompt version {prompt_version!r} does not exist; "
+                    f"known: {', '.join(versions)}",
+                    field=f"arms[{n}].prompt_version",
+                )
+            if prompt_version is not None and mode == "interleaving":
+                raise InvalidInput(
+                    "interleaving compares rankers: prompt versions need an A/B experiment",
+                    field=f"arms[{n}].prompt_version",
+                )
             version = arm.get("ranker_version")
             if version is not None and not self.registry.exists(version):
                 raise InvalidInput(
@@ -405,6 +419,19 @@ class ExperimentService:
         name = arm_of(arms, bucket_of(experiment.id, self.pseudonym(user_id)))
         arm = next(a for a in arms if a["name"] == name)
         return Assignment(experiment.id, name), arm
+
+    @staticmethod
+    def prompt_versions() -> list[str]:
+        """What an arm's `prompt_version` can be."""
+        return prompt_versions()
+
+    def prompt_version_of(self, user_id: str) -> str | None:
+        """The prompt-template version the reader's arm writes their summaries and headlines
+        with (None: the served default)."""
+        assigned = self.assign(user_id)
+        if assigned is None:
+            return None
+        return assigned[1].get("prompt_version")
 
     # --- report ----------------------------------------------------------------------------------
     def report(self, experiment: StoredExperiment | str) -> dict:

@@ -61,8 +61,12 @@ class WritingService:
         segments_dir: Any,
         n_segments: int = 8,
         batch_size: int = 1,
+        prompt_version_of: Callable[[str], str | None] = lambda _: None,
     ) -> None:
-        """`batch_size`: summaries per pregeneration job (decoded as one batch)."""
+        """`batch_size`: summaries per pregeneration job (decoded as one batch).
+        `prompt_version_of(user_id)`: the template version the reader's experiment arm serves
+        (None: the default)."""
+        self.prompt_version_of = prompt_version_of
         self.storage = storage
         self.models = models  # versions for cache keys; loaded only where jobs run
         self.cache = cache
@@ -106,6 +110,7 @@ class WritingService:
             settings.data_dir / "segments",
             settings.generation.segments,
             batch_size=settings.generation.batch_size,
+            prompt_version_of=service.experiments.prompt_version_of,
         )
 
     def close(self) -> None:
@@ -209,23 +214,26 @@ class WritingService:
         return segments
 
     # --- summaries ----------------------------------------------------------------------------
-    def _summary_key(self, article: Article, reader: Reader | None) -> str:
+    def _summary_key(
+        self, article: Article, reader: Reader | None, prompt_version: str | None = None
+    ) -> str:
         template = "personalized_summary" if reader else "summary"
         return cache_key(
             "summary",
             article.id,
             article.content_hash,
             reader.segment if reader else "generic",
-            get_template(template).id,
+            get_template(template, prompt_version).id,
             self.models.version_of("summary"),
         )
 
-    def _summary_job(self, article: Article, reader: Reader | None) -> GenerationJob:
-        return GenerationJob(
-            "summary",
-            {"title": article.title, "body": article.body, "reader": reader_args(reader)},
-            self.models.version_of("summary"),
-        )
+    def _summary_job(
+        self, article: Article, reader: Reader | None, prompt_version: str | None = None
+    ) -> GenerationJob:
+        args = {"title": article.title, "body": article.body, "reader": reader_args(reader)}
+        if prompt_version is not None:
+            args["prompt_version"] = prompt_version
+        return GenerationJob("summary", args, self.models.version_of("summary"))
 
     def _summary_value(
         self, article: Article, reader: Reader | None, generated: dict[str, Any]
@@ -238,19 +246,22 @@ class WritingService:
             **{k: v for k, v in generated.items() if k != "text"},
         }
 
-    async def _summary(self, article: Article, reader: Reader | None) -> tuple[dict, bool]:
-        key = self._summary_key(article, reader)
+    async def _summary(
+        self, article: Article, reader: Reader | None, prompt_version: str | None = None
+    ) -> tuple[dict, bool]:
+        key = self._summary_key(article, reader, prompt_version)
         hit = self.cache.get(key)
         if hit is not None:
             return hit, True
-        generated = await self.queue.run(self._summary_job(article, reader))
+        generated = await self.queue.run(self._summary_job(article, reader, prompt_version))
         value = self._summary_value(article, reader, generated)
         self.cache.put(key, article.id, value)
         return value, False
 
     async def summary(self, user_id: str | None, article_id: str) -> dict[str, Any]:
         article = self.storage.get_article(article_id)
-        value, cached = await self._summary(article, self.reader_for(user_id))
+        version = self.prompt_version_of(user_id) if user_id else None
+        value, cached = await self._summary(article, self.reader_for(user_id), version)
         return {**value, "user_id": user_id, "cached": cached}
 
     async def segment_summary(self, article_id: str, segment: str) -> dict[str, Any]:
@@ -300,7 +311,10 @@ class WritingService:
             raise InvalidInput(f"n must be between 1 and {MAX_HEADLINES}", field="n")
         article = self.storage.get_article(article_id)
         reader = self.reader_for(user_id)
-        template = get_template("personalized_headline" if reader else "headline").id
+        prompt_version = self.prompt_version_of(user_id) if user_id else None
+        template = get_template(
+            "personalized_headline" if reader else "headline", prompt_version
+        ).id
         version = self.models.version_of("headline")
         key = cache_key(
             "headlines",
@@ -314,11 +328,10 @@ class WritingService:
         hit = self.cache.get(key)
         if hit is not None:
             return {**hit, "cached": True}
-        job = GenerationJob(
-            "headlines",
-            {"title": article.title, "body": article.body, "n": n, "reader": reader_args(reader)},
-            version,
-        )
+        args = {"title": article.title, "body": article.body, "n": n, "reader": reader_args(reader)}
+        if prompt_version is not None:
+            args["prompt_version"] = prompt_version
+        job = GenerationJob("headlines", args, version)
         variants = await self.queue.run(job)
         value = {
             "article_id": article.id,

@@ -116,7 +116,12 @@ class JobRunner:
 
         args = job.args
         if job.kind == "summary":
-            summary = self.writer.summary(args["title"], args["body"], _reader(args["reader"]))
+            summary = self.writer.summary(
+                args["title"],
+                args["body"],
+                _reader(args["reader"]),
+                prompt_version=args.get("prompt_version"),
+            )
             return summary.as_dict()
         if job.kind == "summaries":  # pregeneration: decoded as one batch
             items = [(i["title"], i["body"], _reader(i["reader"])) for i in args["items"]]
@@ -128,6 +133,7 @@ class JobRunner:
                 n=args["n"],
                 reader=_reader(args["reader"]),
                 cancel=flag,
+                prompt_version=args.get("prompt_version"),
             )
             return [v.as_dict() for v in variants]
         sources = [SourceArticle(s["id"], s["title"], s["body"]) for s in args["sources"]]

@@ -56,11 +56,15 @@ def _variable(tokenizer: PreTrainedTokenizerBase, text: str, max_tokens: int) ->
 
 
 def task_prompt(
-    tokenizer: PreTrainedTokenizerBase, task: str, source: str, **extra: str
+    tokenizer: PreTrainedTokenizerBase,
+    task: str,
+    source: str,
+    version: str | None = None,
+    **extra: str,
 ) -> RenderedPrompt:
     budget = SOURCE_TOKENS.get(task.removeprefix("personalized_"), 320)
     extra = {name: strip_special_tokens(tokenizer, value) for name, value in extra.items()}
-    return render(task, article=_variable(tokenizer, source, budget), **extra)
+    return render(task, version, article=_variable(tokenizer, source, budget), **extra)
 
 
 def draft_prompt(

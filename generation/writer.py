@@ -325,23 +325,32 @@ class NewsWriter:
         tokenizer = self.models.get(MODEL_FOR_TASK[task]).tokenizer
         return [strip_special_tokens(tokenizer, text) for text in texts]
 
-    def _prompt(self, task: str, text: str, reader: Reader | None) -> RenderedPrompt:
-        """The task's template, or its personalized twin with the reader's interests."""
+    def _prompt(
+        self, task: str, text: str, reader: Reader | None, version: str | None = None
+    ) -> RenderedPrompt:
+        """The task's template, or its personalized twin with the reader's interests; `version`
+        picks another version of it (an experiment arm's `prompt_version`)."""
         tokenizer = self.models.get(MODEL_FOR_TASK[task]).tokenizer
         if reader is None:
-            return task_prompt(tokenizer, task, text)
+            return task_prompt(tokenizer, task, text, version)
         interests = ", ".join(reader.interests) or "general news"
-        return task_prompt(tokenizer, f"personalized_{task}", text, interests=interests)
+        return task_prompt(tokenizer, f"personalized_{task}", text, version, interests=interests)
 
     def _summary_parts(
-        self, title: str, body: str, reader: Reader | None
+        self, title: str, body: str, reader: Reader | None, version: str | None = None
     ) -> tuple[RenderedPrompt, SourceFacts, str]:
         title, body = self._untrusted("summary", title, body)
         text, extract = self.focus(body, reader)
-        return self._prompt("summary", text, reader), SourceFacts([title, body]), extract
+        return self._prompt("summary", text, reader, version), SourceFacts([title, body]), extract
 
-    def summary(self, title: str, body: str, reader: Reader | None = None) -> Generated:
-        prompt, facts, extract = self._summary_parts(title, body, reader)
+    def summary(
+        self,
+        title: str,
+        body: str,
+        reader: Reader | None = None,
+        prompt_version: str | None = None,
+    ) -> Generated:
+        prompt, facts, extract = self._summary_parts(title, body, reader, prompt_version)
         return self._guarded("summary", prompt, facts, extract, self.options["summary"])
 
     def summaries(self, items: list[tuple[str, str, Reader | None]]) -> list[Generated]:
@@ -365,12 +374,13 @@ class NewsWriter:
         n: int = 1,
         reader: Reader | None = None,
         cancel: Cancellation | None = None,
+        prompt_version: str | None = None,
     ) -> list[Generated]:
         """n distinct grounded headlines: greedy first, then samples; extracts fill any gap."""
         title, body = self._untrusted("headline", title, body)
         text, extract = self.focus(body, reader)
         backend = self.models.get("headline")
-        prompt = self._prompt("headline", text, reader)
+        prompt = self._prompt("headline", text, reader, prompt_version)
         facts = SourceFacts([title, body])
         options = self.options["headline"]
         first = self._guarded(

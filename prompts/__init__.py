@@ -4,6 +4,11 @@ Sources (articles, briefs) are untrusted data: they go inside tagged blocks that
 message tells the model to treat as material, never as instructions. The template version is
 part of every cache key and every generation response, so changing a template's text means
 bumping its version.
+
+`TEMPLATES` holds what is served by default. `ALTERNATIVES` holds other versions of the reader
+facing templates (headlines and summaries, generic and personalized) that an A/B experiment arm
+can serve instead (`prompt_version`): a version is offered only when it exists for all four, so
+an arm's readers get it for whichever they are shown.
 """
 
 from __future__ import annotations
@@ -86,11 +91,64 @@ TEMPLATES: dict[str, PromptTemplate] = {
 }
 
 
-def get_template(name: str) -> PromptTemplate:
+# v2 asks for specifics (who or what, and what happened) where v1 leaves it to the model.
+ALTERNATIVES: dict[str, PromptTemplate] = {
+    t.id: t
+    for t in (
+        PromptTemplate(
+            "headline",
+            "v2",
+            "Write one short, specific headline for this news article that says who or what it "
+            "is about and what happened.\n<article>\n{article}\n</article>",
+        ),
+        PromptTemplate(
+            "summary",
+            "v2",
+            "Summarise this news article in one sentence that says what happened and to whom."
+            "\n<article>\n{article}\n</article>",
+        ),
+        PromptTemplate(
+            "personalized_headline",
+            "v2",
+            "Write one short, specific headline for this news article that says who or what it "
+            "is about and what happened.\n"
+            "The reader is interested in: {interests}.\n<article>\n{article}\n</article>",
+        ),
+        PromptTemplate(
+            "personalized_summary",
+            "v2",
+            "Summarise this news article in one sentence that says what happened and to whom.\n"
+            "The reader is interested in: {interests}.\n<article>\n{article}\n</article>",
+        ),
+    )
+}
+# The templates an experiment arm's `prompt_version` switches
+READER_TEMPLATES = ("headline", "summary", "personalized_headline", "personalized_summary")
+
+
+def prompt_versions() -> list[str]:
+    """Versions an arm can serve: those every reader-facing template has."""
+    versions = {TEMPLATES[name].version for name in READER_TEMPLATES}
+    versions |= {t.version for t in ALTERNATIVES.values()}
+    return sorted(
+        v
+        for v in versions
+        if all(TEMPLATES[n].version == v or f"{n}@{v}" in ALTERNATIVES for n in READER_TEMPLATES)
+    )
+
+
+def get_template(name: str, version: str | None = None) -> PromptTemplate:
+    """The served template `name`, or its `version` (an unknown one is a TemplateError)."""
     try:
-        return TEMPLATES[name]
+        template = TEMPLATES[name]
     except KeyError:
         raise TemplateError(f"unknown template {name!r}; known: {sorted(TEMPLATES)}") from None
+    if version is None or version == template.version:
+        return template
+    try:
+        return ALTERNATIVES[f"{name}@{version}"]
+    except KeyError:
+        raise TemplateError(f"template {name!r} has no version {version!r}") from None
 
 
 # The opening `<` of anything a model could read as one of our block tags, in any case and
@@ -112,9 +170,10 @@ def format_sources(sources: list[tuple[str, str]]) -> str:
     )
 
 
-def render(name: str, **variables: str) -> RenderedPrompt:
-    """Chat messages for a template; every variable must be given, and no others."""
-    template = get_template(name)
+def render(name: str, version: str | None = None, **variables: str) -> RenderedPrompt:
+    """Chat messages for a template (the served one, or `version`); every variable must be
+    given, and no others."""
+    template = get_template(name, version)
     expected = template.variables()
     missing = expected - variables.keys()
     if missing:

@@ -105,4 +105,5 @@ def model_versions(service: ServiceDep) -> ModelVersionsOut:
             )
             for v in service.learning.store_versions()
         ],
+        prompt_versions=service.experiments.prompt_versions(),
     )

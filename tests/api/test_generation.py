@@ -137,6 +137,40 @@ def test_unknown_reader_gets_the_generic_summary_and_unknown_article_404(
     assert missing.status_code == 404 and missing.json()["error"]["code"] == "not_found"
 
 
+def test_an_experiment_arm_writes_its_readers_text_with_its_prompt_version(
+    gen_client: TestClient, gen_service: NewsroomService
+) -> None:
+    arms = [{"name": "control"}, {"name": "specific", "prompt_version": "v9"}]
+    unknown = gen_client.post("/v1/experiments", json={"name": "prompts", "arms": arms})
+    assert unknown.status_code == 422
+    assert unknown.json()["error"]["field"] == "arms[1].prompt_version"
+    arms[1]["prompt_version"] = "v2"
+    interleaved = gen_client.post(
+        "/v1/experiments", json={"name": "prompts", "arms": arms, "mode": "interleaving"}
+    )
+    assert interleaved.status_code == 422  # interleaving compares rankers, not prompts
+    created = gen_client.post("/v1/experiments", json={"name": "prompts", "arms": arms})
+    assert created.status_code == 201, created.text
+    arm_of = {u: gen_service.experiments.assign(u)[0].arm for u in [f"pv-{n}" for n in range(40)]}
+    in_arm = {
+        arm: next(u for u, a in arm_of.items() if a == arm) for arm in ("control", "specific")
+    }
+    expected = {"control": "v1", "specific": "v2"}
+    for arm, user in in_arm.items():
+        summary = gen_client.get(f"/v1/users/{user}/articles/council/summary").json()
+        assert summary["template"] == f"summary@{expected[arm]}", arm
+        headlines = gen_client.post(
+            "/v1/articles/council/headlines", json={"n": 1, "user_id": user}
+        ).json()
+        assert headlines["template"] == f"headline@{expected[arm]}", arm
+        assert headlines["headlines"][0]["template"] == f"headline@{expected[arm]}", arm
+    # the arm's text is cached apart from the default's: the control reader still gets v1
+    again = gen_client.get(f"/v1/users/{in_arm['control']}/articles/council/summary").json()
+    assert again["template"] == "summary@v1" and again["cached"] is True
+    experiment_id = created.json()["experiment_id"]
+    assert gen_client.post(f"/v1/experiments/{experiment_id}/stop", json={}).status_code == 200
+
+
 def test_headline_variants_are_distinct(gen_client: TestClient) -> None:
     response = gen_client.post("/v1/articles/council/headlines", json={"n": 3})
     assert response.status_code == 200, response.text

@@ -559,6 +559,7 @@ def test_an_experiment_is_started_reported_as_a_chart_and_stopped_in_the_studio(
     page.fill("#e-name", "Diversity in the studio")  # type: ignore[attr-defined]
     page.fill("[data-field='arms[1].name']", "diverse")  # type: ignore[attr-defined]
     page.select_option(second, version)  # type: ignore[attr-defined]
+    page.select_option("[data-field='arms[1].prompt_version']", "v2")  # type: ignore[attr-defined]
     page.fill("[data-field='arms[1].mmr_lambda']", "2")  # type: ignore[attr-defined]
     page.click("#experiment-save")  # type: ignore[attr-defined]
     bad = "[data-field='arms[1].mmr_lambda']"
@@ -577,9 +578,11 @@ def test_an_experiment_is_started_reported_as_a_chart_and_stopped_in_the_studio(
             "name": "diverse",
             "weight": 1.0,  # unset fields are the API's defaults
             "ranker_version": version,
+            "prompt_version": "v2",
             "mmr_lambda": 0.3,
         }
         assert spec["sequential"] is True and spec["control"] == "control"
+        assert spec["mode"] == "ab"
         row = f"#experiment-rows tr[data-id='{experiment_id}']"
         page.wait_for_selector(f"{row}[aria-current='true']")  # type: ignore[attr-defined]
         assert "valid to check daily" in page.inner_text("#exp-method")  # type: ignore[attr-defined]

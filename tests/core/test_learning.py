@@ -216,6 +216,7 @@ def test_interleaving_experiment_credits_each_readers_clicks_to_the_arm_that_sho
     three = [*arms, {"name": "third", "mmr_lambda": 0.5}]
     bad = client.post("/v1/experiments", json={"name": "x", "arms": three, "mode": "interleaving"})
     assert bad.status_code == 422 and bad.json()["error"]["field"] == "arms"
+    assert client.get("/v1/models").json()["prompt_versions"] == ["v1", "v2"]
     body = {"name": "freshness", "arms": arms, "mode": "interleaving"}
     created = client.post("/v1/experiments", json=body)
     assert created.status_code == 201 and created.json()["mode"] == "interleaving"

@@ -4,7 +4,15 @@ import re
 
 import pytest
 
-from prompts import TEMPLATES, TemplateError, format_sources, render
+from prompts import (
+    ALTERNATIVES,
+    TEMPLATES,
+    TemplateError,
+    format_sources,
+    get_template,
+    prompt_versions,
+    render,
+)
 
 
 def test_every_template_renders_with_its_variables_and_carries_its_version() -> None:
@@ -52,3 +60,17 @@ def hostile_part(user: str) -> str:
 def test_braces_in_articles_are_data_not_placeholders() -> None:
     prompt = render("headline", article="Budget {tax} rises by {0}%")
     assert "Budget {tax} rises by {0}%" in prompt.messages[1]["content"]
+
+
+def test_alternative_versions_render_and_unknown_ones_are_refused() -> None:
+    assert prompt_versions() == ["v1", "v2"]
+    for template in ALTERNATIVES.values():
+        values = {v: "x" for v in template.variables()}
+        prompt = render(template.name, template.version, **values)
+        assert prompt.template_id == template.id and prompt.messages[1]["content"]
+        assert (
+            prompt.messages[1]["content"] != render(template.name, **values).messages[1]["content"]
+        )
+    assert get_template("summary", "v1") is TEMPLATES["summary"]
+    with pytest.raises(TemplateError, match="no version"):
+        get_template("summary", "v9")

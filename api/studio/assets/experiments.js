@@ -22,7 +22,7 @@
   const pValue = (p) => (typeof p !== "number" ? "–" : p < 0.001 ? "< 0.001" : p.toFixed(3));
 
   let experiments = [];
-  let models = { serving: "", versions: [] };
+  let models = { serving: "", versions: [], prompt_versions: [] };
   let selected = null;  // the chosen experiment, as listed
   let armSerial = 0;  // ids for arm rows, never reused
 
@@ -74,12 +74,13 @@
     try {
       models = await api("/v1/models");
     } catch (error) {
-      models = { serving: "", versions: [] };
+      models = { serving: "", versions: [], prompt_versions: [] };
       $("models-serving").textContent = describe(error);
       $("models-table").replaceChildren();
       return;
     }
     for (const select of form.querySelectorAll("select[data-role='ranker']")) fillVersions(select);
+    for (const select of form.querySelectorAll("select[data-role='prompt']")) fillPromptVersions(select);
     $("models-serving").textContent = `Serving now: ${models.serving}. ` +
       (models.versions.length ? "Registered versions, newest first:" : "No registered versions yet: the newsroom retrain command adds them.");
     if (!models.versions.length) {
@@ -116,6 +117,15 @@
     if ([...select.options].some((o) => o.value === value)) select.value = value;
   }
 
+  function fillPromptVersions(select) {
+    const value = select.value;
+    select.replaceChildren(
+      el("option", { value: "" }, "the served templates (default)"),
+      ...(models.prompt_versions || []).map((v) => el("option", { value: v }, v))
+    );
+    if ([...select.options].some((o) => o.value === value)) select.value = value;
+  }
+
   // --- the form: arm rows -----------------------------------------------------------------
   const ARM_FIELDS = [
     // [key, label, attributes]
@@ -135,6 +145,8 @@
     );
     const ranker = el("select", { id: id("ranker_version"), dataset: { key: "ranker_version", role: "ranker" } });
     fillVersions(ranker);
+    const prompt = el("select", { id: id("prompt_version"), dataset: { key: "prompt_version", role: "prompt" } });
+    fillPromptVersions(prompt);
     const remove = el("button", { type: "button", class: "small danger" }, "Remove");
     const row = el(
       "fieldset", { class: "arm", dataset: { uid } },
@@ -143,6 +155,7 @@
         field("name", "Name", { maxlength: "64", value: name, placeholder: "letters, digits, . _ -" }),
         field(...ARM_FIELDS[0]),
         el("div", {}, el("label", { for: ranker.id }, "Ranker version"), ranker),
+        el("div", {}, el("label", { for: prompt.id }, "Prompt version (summaries, headlines)"), prompt),
         ...ARM_FIELDS.slice(1).map((f) => field(...f))),
       el("div", { class: "toolbar" }, remove)
     );
@@ -175,7 +188,7 @@
       for (const control of row.querySelectorAll("[data-key]")) {
         const value = control.value.trim();
         if (value === "") continue;  // unset: the API's default (the serving value)
-        arm[control.dataset.key] = control.dataset.key === "name" || control.dataset.key === "ranker_version" ? value : Number(value);
+        arm[control.dataset.key] = ["name", "ranker_version", "prompt_version"].includes(control.dataset.key) ? value : Number(value);
       }
       if (arm.name === undefined) arm.name = "";
       return arm;
@@ -277,6 +290,7 @@
     const parts = [];
     if (settings.weight !== undefined) parts.push(`weight ${settings.weight}`);
     parts.push(`head: ${settings.ranker_version || "the champion"}`);
+    if (settings.prompt_version !== undefined) parts.push(`prompts: ${settings.prompt_version}`);
     if (settings.mmr_lambda !== undefined) parts.push(`MMR λ ${settings.mmr_lambda}`);
     if (settings.freshness_half_life_hours !== undefined) parts.push(`half-life ${settings.freshness_half_life_hours} h`);
     if (settings.category_cap !== undefined) parts.push(`category cap ${settings.category_cap}`);
