@@ -21,6 +21,7 @@ from core.errors import (
     NotFound,
     Overloaded,
     Unauthorized,
+    unavailable_store,
 )
 
 log = logging.getLogger(__name__)
@@ -66,21 +67,6 @@ async def _validation(_request: Request, exc: RequestValidationError) -> JSONRes
     if len(exc.errors()) > 1:
         message += f" (and {len(exc.errors()) - 1} more problems)"
     return error_response(422, "invalid_input", message, field)
-
-
-def unavailable_store(exc: BaseException) -> str | None:
-    """What is unreachable when `exc` says a store (PostgreSQL, Redis) cannot be reached: a
-    503 the client can retry, never a 500 or a hang (timeouts bound every call)."""
-    import redis
-    from sqlalchemy import exc as sql
-
-    if isinstance(exc, sql.OperationalError | sql.InterfaceError | sql.TimeoutError):
-        return "the database is unreachable; retry shortly"
-    if isinstance(exc, sql.DBAPIError) and exc.connection_invalidated:
-        return "the database connection was lost; retry shortly"
-    if isinstance(exc, redis.exceptions.ConnectionError | redis.exceptions.TimeoutError):
-        return "the shared cache (Redis) is unreachable; retry shortly"
-    return None
 
 
 def status_of(exc: BaseException) -> tuple[int, str]:

@@ -62,3 +62,18 @@ class Unauthorized(NewsroomError):
 
 class Forbidden(NewsroomError):
     """A valid key whose role may not do this (403)."""
+
+
+def unavailable_store(exc: BaseException) -> str | None:
+    """What is unreachable when `exc` says a store (PostgreSQL, Redis) cannot be reached: a
+    503 the client can retry, never a 500 or a hang (timeouts bound every call)."""
+    import redis
+    from sqlalchemy import exc as sql
+
+    if isinstance(exc, sql.OperationalError | sql.InterfaceError | sql.TimeoutError):
+        return "the database is unreachable; retry shortly"
+    if isinstance(exc, sql.DBAPIError) and exc.connection_invalidated:
+        return "the database connection was lost; retry shortly"
+    if isinstance(exc, redis.exceptions.ConnectionError | redis.exceptions.TimeoutError):
+        return "the shared cache (Redis) is unreachable; retry shortly"
+    return None

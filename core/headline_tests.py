@@ -21,7 +21,6 @@ import asyncio
 import hashlib
 import logging
 import threading
-import time
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
@@ -46,7 +45,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 from core.counters import Counters
 from core.domain import Article, EventDraft, as_utc, clean_text, utcnow
 from core.errors import Conflict, InvalidInput, ModelUnavailable, NotFound
-from core.storage import Base, insert_new
+from core.storage import Base, PeriodicRead, insert_new
 from ranking.bandit import choose, p_best
 
 log = logging.getLogger(__name__)
@@ -383,9 +382,10 @@ class HeadlineTestService:
         self.rng = rng or np.random.default_rng()
         self.writer: HeadlineWriter | None = None  # set when generation is on
         self._rng_lock = threading.Lock()  # a numpy Generator is not thread-safe
-        self._cache_lock = threading.Lock()
-        self._live: dict[str, HeadlineTest] = {}  # article id -> its live test
-        self._loaded_at = -float("inf")
+        # article id -> its live test
+        self._live = PeriodicRead(
+            lambda: {t.article_id: t for t in self.store.tests(live=True)}, cache_ttl_s, {}
+        )
 
     # --- creating and ending tests ------------------------------------------------------------
     def _editor_variants(self, texts: Sequence[str], generated: int) -> list[Variant]:
@@ -548,18 +548,10 @@ class HeadlineTestService:
     def _live_tests(self) -> dict[str, HeadlineTest]:
         """Live tests by article: one query per `cache_ttl_s` at most, so a feed with no tested
         article costs a dict lookup per item."""
-        now = time.monotonic()
-        with self._cache_lock:
-            if now - self._loaded_at < self.cache_ttl_s:
-                return self._live
-        live = {t.article_id: t for t in self.store.tests(live=True)}
-        with self._cache_lock:
-            self._live, self._loaded_at = live, now
-        return live
+        return self._live.get()
 
     def _invalidate(self) -> None:
-        with self._cache_lock:
-            self._loaded_at = -float("inf")
+        self._live.invalidate()
 
     def headline(self, article_id: str, user_id: str) -> ShownHeadline:
         """What to show this reader for the article: their variant, or its own title."""

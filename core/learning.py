@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 
 from core.domain import utcnow
-from core.errors import Conflict, InvalidInput, NotFound
+from core.errors import Conflict, InvalidInput, NotFound, unavailable_store
 from core.experiment_stats import ArmSample, analyze_all, summarize, to_json
 from core.learning_store import (
     LearningStore,
@@ -40,6 +40,7 @@ from core.learning_store import (
     StoredExperiment,
 )
 from core.settings import LearningConfig
+from core.storage import PeriodicRead
 from prompts import prompt_versions
 from ranking.interleaving import preference_test
 from ranking.recommend import FeedConfig, RankedItem, Recommender
@@ -63,6 +64,7 @@ class ExposureLog:
         self._lock = threading.Lock()  # one writer at a time: the thread or a flush()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._unwritten: list[LoggedFeed] = []  # a batch the database refused, retried first
         self.dropped = 0
 
     def start(self) -> None:
@@ -81,9 +83,11 @@ class ExposureLog:
             self.flush()
 
     def flush(self) -> int:
-        """Write everything queued now; returns the feeds written."""
+        """Write everything queued now; returns the feeds written. A batch the database
+        refuses (an outage) is kept and retried on the next flush, up to the queue's size."""
         with self._lock:
-            batch: list[LoggedFeed] = []
+            batch, self._unwritten = self._unwritten, []
+            retry = bool(batch)
             while True:
                 try:
                     batch.append(self._queue.get_nowait())
@@ -91,9 +95,16 @@ class ExposureLog:
                     break
             if batch:
                 try:
-                    self.store.write_feeds(batch)
-                except Exception:
-                    log.exception("exposure log: %d feeds not written", len(batch))
+                    self.store.write_feeds(batch, retry=retry)
+                except Exception as exc:
+                    keep = self._queue.maxsize
+                    self.dropped += max(0, len(batch) - keep)
+                    self._unwritten = batch[-keep:]
+                    log.warning(
+                        "exposure log: %d feeds not written yet (%s); retrying",
+                        len(self._unwritten),
+                        unavailable_store(exc) or exc,
+                    )
                     return 0
             return len(batch)
 
@@ -297,8 +308,9 @@ class ExperimentService:
         self.pseudonym = pseudonym
         self.config = config
         self.cache_seconds = cache_seconds
-        self._running: tuple[float, StoredExperiment | None] | None = None
-        self._lock = threading.Lock()
+        self._running: PeriodicRead[StoredExperiment | None] = PeriodicRead(
+            self._read_running, cache_seconds, None
+        )
 
     # --- admin ---------------------------------------------------------------------------------
     def create(
@@ -388,23 +400,15 @@ class ExperimentService:
     # --- serving ---------------------------------------------------------------------------------
     def running(self) -> StoredExperiment | None:
         """The running experiment, read at most every `cache_seconds` (a new or stopped one
-        reaches every process within that)."""
-        import time
+        reaches every process within that; the last one read while the database is down)."""
+        return self._running.get()
 
-        now = time.monotonic()
-        with self._lock:
-            cached = self._running
-        if cached is not None and now - cached[0] < self.cache_seconds:
-            return cached[1]
+    def _read_running(self) -> StoredExperiment | None:
         running = self.store.experiments("running")
-        experiment = running[0] if running else None
-        with self._lock:
-            self._running = (now, experiment)
-        return experiment
+        return running[0] if running else None
 
     def _forget_cache(self) -> None:
-        with self._lock:
-            self._running = None
+        self._running.invalidate()
 
     def assign(self, user_id: str) -> tuple[Assignment, dict] | None:
         """The reader's arm of the running experiment, with the arm's settings; in an

@@ -191,10 +191,21 @@ class LearningStore:
         Base.metadata.create_all(engine, tables=[t.__table__ for t in tables])  # type: ignore[attr-defined]
 
     # --- exposures ----------------------------------------------------------------------------
-    def write_feeds(self, feeds: Sequence[LoggedFeed]) -> None:
-        if not feeds:
-            return
+    def write_feeds(self, feeds: Sequence[LoggedFeed], retry: bool = False) -> None:
+        """One transaction for the batch. `retry`: the batch may have been written by an
+        attempt whose commit was lost in an outage; feeds already stored are skipped."""
         with self.engine.begin() as conn:
+            if retry and feeds:
+                stored = set(
+                    conn.execute(
+                        select(FeedExposureRow.feed_id).where(
+                            FeedExposureRow.feed_id.in_([f.feed_id for f in feeds])
+                        )
+                    ).scalars()
+                )
+                feeds = [f for f in feeds if f.feed_id not in stored]
+            if not feeds:
+                return
             conn.execute(
                 insert(FeedExposureRow),
                 [

@@ -10,11 +10,13 @@ import hashlib
 import hmac
 import json
 import logging
+import threading
+import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Literal
+from typing import Generic, Literal, TypeVar
 
 import numpy as np
 from sqlalchemy import (
@@ -41,7 +43,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.sql.expression import Executable
 
 from core.domain import Article, ArticleDraft, Event, as_utc, utcnow
-from core.errors import ArticleNotFound
+from core.errors import ArticleNotFound, unavailable_store
 
 log = logging.getLogger(__name__)
 
@@ -926,3 +928,42 @@ def _stack(rows: Sequence) -> tuple[np.ndarray, np.ndarray]:
     keys = np.fromiter((int(r[0]) for r in rows), dtype=np.int64, count=len(rows))
     vectors = np.stack([np.frombuffer(r[1], dtype=np.float32) for r in rows])
     return keys, vectors
+
+
+T = TypeVar("T")
+
+
+class PeriodicRead(Generic[T]):
+    """A small table read at most every `ttl_s` seconds, so a change reaches every process
+    within that. While the database is unreachable the last value read keeps being served
+    (retried once per `ttl_s`): a feed must not fail because the running experiment or the live
+    headline tests cannot be re-read. Other errors propagate."""
+
+    def __init__(self, load: Callable[[], T], ttl_s: float, initial: T) -> None:
+        self._load = load
+        self.ttl_s = ttl_s
+        self._value = initial
+        self._loaded_at = -float("inf")
+        self._lock = threading.Lock()
+
+    def get(self) -> T:
+        now = time.monotonic()
+        with self._lock:
+            if now - self._loaded_at < self.ttl_s:
+                return self._value
+        try:
+            value = self._load()
+        except Exception as exc:
+            if unavailable_store(exc) is None:
+                raise
+            log.warning("%s; serving the last value read", unavailable_store(exc))
+            with self._lock:
+                self._loaded_at = now
+                return self._value
+        with self._lock:
+            self._value, self._loaded_at = value, now
+        return value
+
+    def invalidate(self) -> None:
+        with self._lock:
+            self._loaded_at = -float("inf")

@@ -42,6 +42,32 @@ def is_model_dir(path: Path) -> bool:
     return (path / "config.json").is_file() and any(path.glob("*.safetensors"))
 
 
+# Gemma's turn format (as Gemma 3's instruction-tuned tokenizer renders it: the system text opens
+# the first user turn). A base Gemma GGUF ships no chat template, and the prompts are chat
+# messages; a LoRA fine-tune then teaches the base this format.
+GEMMA_TURNS = (
+    "{{ bos_token }}"
+    "{%- set first = namespace(system='') -%}"
+    "{%- for message in messages -%}"
+    "{%- if message['role'] == 'system' -%}"
+    "{%- set first.system = message['content'] + '\\n\\n' -%}"
+    "{%- else -%}"
+    "{{ '<start_of_turn>' + ('model' if message['role'] == 'assistant' else message['role'])"
+    " + '\\n' }}"
+    "{%- if message['role'] == 'user' -%}{{ first.system }}{%- set first.system = '' -%}"
+    "{%- endif -%}"
+    "{{ message['content'] | trim }}{{ '<end_of_turn>\\n' }}"
+    "{%- endif -%}"
+    "{%- endfor -%}"
+    "{%- if add_generation_prompt -%}{{ '<start_of_turn>model\\n' }}{%- endif -%}"
+)
+# model_type -> (chat template, the token that ends the model's turn)
+CHAT_TEMPLATES = {
+    "gemma3_text": (GEMMA_TURNS, "<end_of_turn>"),
+    "gemma3": (GEMMA_TURNS, "<end_of_turn>"),
+}
+
+
 def convert_gguf(gguf_path: Path, out_dir: Path) -> Path:
     """Dequantise a GGUF into a Hugging Face safetensors directory (model + tokenizer)."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -52,6 +78,8 @@ def convert_gguf(gguf_path: Path, out_dir: Path) -> Path:
     log.info("converting %s to a safetensors cache at %s (once, ~30 s)", gguf_path.name, out_dir)
     model = AutoModelForCausalLM.from_pretrained(str(gguf_path.parent), gguf_file=gguf_path.name)
     tokenizer = AutoTokenizer.from_pretrained(str(gguf_path.parent), gguf_file=gguf_path.name)
+    if not tokenizer.chat_template and model.config.model_type in CHAT_TEMPLATES:
+        tokenizer.chat_template, tokenizer.eos_token = CHAT_TEMPLATES[model.config.model_type]
     if getattr(model, "hf_quantizer", None) is not None:
         # The weights are already dequantised fp32; without this save_pretrained refuses.
         model.hf_quantizer.remove_quantization_config(model)
@@ -65,7 +93,13 @@ def convert_gguf(gguf_path: Path, out_dir: Path) -> Path:
 
 
 def resolve_base_model(base_model: Path | None, data_dir: Path) -> Path:
-    """A local HF causal-LM directory: the configured one, or the packaged SmolLM2 cache."""
+    """A local HF causal-LM directory: the configured one (a `.gguf` file is converted once
+    into `<data_dir>/models/<its name>`), or the packaged SmolLM2 cache."""
+    if base_model is not None and Path(base_model).suffix == ".gguf":
+        gguf = Path(base_model)
+        if not gguf.is_file():
+            raise ModelUnavailable(f"{gguf} does not exist")
+        return convert_gguf(gguf, Path(data_dir) / "models" / gguf.stem)
     if base_model is not None:
         path = Path(base_model)
         if not is_model_dir(path):

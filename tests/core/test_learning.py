@@ -110,6 +110,63 @@ def test_top_slot_exploration_has_the_propensities_it_logs():
     assert off.propensity == 1.0 and [i.entry.key for i in off.items] == list(range(20))
 
 
+def test_an_outage_loses_no_logged_feed_and_a_retry_writes_none_twice(service, loaded):
+    from sqlalchemy.exc import OperationalError
+
+    from core.learning import ExposureLog, logged_feed
+    from core.settings import LearningConfig
+
+    store = service.learning.registry.store
+    real_write = store.write_feeds
+    calls = []
+
+    def flaky(feeds, retry=False):
+        calls.append(retry)
+        if len(calls) == 1:  # the database is down
+            raise OperationalError("INSERT", {}, Exception("connection refused"))
+        if len(calls) == 2:  # it commits, but the answer is lost with the connection
+            real_write(feeds, retry)
+            raise OperationalError("COMMIT", {}, Exception("server closed the connection"))
+        real_write(feeds, retry)
+
+    store.write_feeds = flaky  # type: ignore[method-assign]
+    log = ExposureLog(store, LearningConfig())
+    item = service.recommender.rank("outage-reader", [service.articles.key_of(loaded[0])])
+    feeds = [logged_feed(f"p_outage_{n}", "rank", item, "head") for n in range(3)]
+    log.record(feeds[0])  # not started: written through, refused, kept
+    log.record(feeds[1])  # retried with it: committed, answer lost, kept
+    assert log.dropped == 0
+    log.record(feeds[2])  # retried again: the two already stored are skipped
+    assert calls == [False, True, True]
+    assert log.flush() == 0  # nothing left over
+    for feed in feeds:
+        assert [f.feed_id for f in store.user_feeds(feed.user)] == [feed.feed_id]
+
+
+def test_a_periodic_read_serves_the_last_value_while_the_database_is_down(monkeypatch):
+    from sqlalchemy.exc import OperationalError
+
+    from core.storage import PeriodicRead
+
+    answers = iter(["first", OperationalError("SELECT", {}, Exception("down")), "back"])
+
+    def load():
+        answer = next(answers)
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+
+    read = PeriodicRead(load, ttl_s=60, initial="none")
+    assert read.get() == "first" and read.get() == "first"  # cached
+    read.invalidate()
+    assert read.get() == "first"  # the database is down: the last value read
+    read.invalidate()
+    assert read.get() == "back"
+    broken = PeriodicRead(lambda: 1 / 0, ttl_s=60, initial=0)
+    with pytest.raises(ZeroDivisionError):  # not an outage: a bug shows
+        broken.get()
+
+
 # --- assignment -----------------------------------------------------------------------------
 def test_assignment_is_deterministic_and_follows_the_weights():
     arms = [{"name": "control", "weight": 3}, {"name": "treatment", "weight": 1}]

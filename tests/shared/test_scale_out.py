@@ -407,11 +407,19 @@ def test_experiment_arms_and_a_promoted_head_agree_across_processes(
         assert len(arms_seen) == 1, f"{reader} got {arms_seen}"
         feed = _feed(second, reader)
         assert _event(first, reader, feed["items"][0]["id"], "click").status_code == 200
-    reports = [
-        httpx.get(f"{s.base}/v1/experiments/{experiment_id}", headers=headers(), timeout=30).json()
-        for s in cluster
-    ]
-    assert reports[0]["arms"] == reports[1]["arms"]
+    deadline = time.monotonic() + 10
+    while True:  # each process writes its own exposure log every 0.5 s
+        reports = [
+            httpx.get(
+                f"{s.base}/v1/experiments/{experiment_id}", headers=headers(), timeout=30
+            ).json()
+            for s in cluster
+        ]
+        feeds = sum(a["feeds"] for a in reports[0]["arms"])
+        if reports[0]["arms"] == reports[1]["arms"] and feeds == 4 * 3:
+            break
+        assert time.monotonic() < deadline, reports
+        time.sleep(0.5)
     assert sum(a["readers"] for a in reports[0]["arms"]) == 4
     stopped = httpx.post(
         f"{second.base}/v1/experiments/{experiment_id}/stop", json={}, headers=headers(), timeout=30
