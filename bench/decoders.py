@@ -122,13 +122,20 @@ def worker(spec: str, args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
-def _run_worker(spec: str, args: argparse.Namespace) -> dict[str, Any]:
+def _run_worker(
+    spec: str, args: argparse.Namespace, env: dict[str, str] | None = None
+) -> dict[str, Any]:
+    """`spec` measured in a fresh process; `env` adds settings (another base or adapter)."""
+    import os
+
     command = [
         sys.executable, "-m", "bench.decoders", "--worker", spec,
         "--data", str(args.data), "--prompts", str(args.prompts),
         "--max-new-tokens", str(args.max_new_tokens), "--threads", str(args.threads),
     ]  # fmt: skip
-    done = subprocess.run(command, capture_output=True, text=True)
+    done = subprocess.run(
+        command, capture_output=True, text=True, env={**os.environ, **(env or {})}
+    )
     lines = [line for line in done.stdout.splitlines() if line.startswith(MARK)]
     if done.returncode != 0 or not lines:
         raise RuntimeError(f"{spec} worker failed ({done.returncode}):\n{done.stderr[-3000:]}")
