@@ -378,7 +378,6 @@ class HeadlineTestService:
         self.pseudonym = pseudonym
         self.event_digest = event_digest
         self.max_chars = max_chars
-        self.cache_ttl_s = cache_ttl_s
         self.rng = rng or np.random.default_rng()
         self.writer: HeadlineWriter | None = None  # set when generation is on
         self._rng_lock = threading.Lock()  # a numpy Generator is not thread-safe

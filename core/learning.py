@@ -307,7 +307,6 @@ class ExperimentService:
         self.registry = registry
         self.pseudonym = pseudonym
         self.config = config
-        self.cache_seconds = cache_seconds
         self._running: PeriodicRead[StoredExperiment | None] = PeriodicRead(
             self._read_running, cache_seconds, None
         )
